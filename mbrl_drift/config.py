@@ -1,0 +1,224 @@
+"""Frozen, validated configuration of the planning agent and of its training run.
+
+Every field is static (hashable): a config is baked into the compiled ``train`` function, so two
+runs with equal configs share one compilation. Validation raises a :class:`ValueError` that names
+the bad field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+PLANNERS = ("exhaustive", "sampling", "cem")
+ACTION_SELECTIONS = ("greedy", "epsilon", "boltzmann")
+
+
+def _require(condition: bool, field: str, value: Any, allowed: str) -> None:
+  if not condition:
+    raise ValueError(f"invalid config field {field}={value!r}: expected {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+  """Architecture of the model-based agent and of its planner.
+
+  Attributes:
+    latent_dim: size of the world model's latent state.
+    hidden_dim: width of every MLP.
+    num_layers: hidden layers per MLP.
+    use_decoder: add a ``world_model/decoder`` trained to reconstruct observations.
+    use_actor: add an ``actor`` policy prior (trained to imitate the planner) that proposes
+      action sequences to the sampling planners.
+    value_gradients_to_encoder: whether the value loss trains the encoder (and dynamics).
+    planner: ``"exhaustive"`` (every discrete action sequence, ``A**horizon``), ``"sampling"``
+      (cross-entropy search over discrete sequences) or ``"cem"`` (continuous actions).
+    gamma: discount of the planner's returns and of the value targets.
+    horizon: default planning horizon (the evaluation may override it up to ``max_horizon``).
+    max_horizon: largest horizon one compiled planner supports (exhaustive planner: the tree is
+      built to this depth and shorter horizons read their scores off it).
+    num_samples: candidate sequences per iteration of the sampling / CEM planners.
+    num_elites: elites kept per CEM iteration.
+    planner_iterations: CEM refinement iterations.
+    boltzmann_temperature: temperature of Boltzmann action selection over plan scores.
+    epsilon: probability of a uniformly random action in ``"epsilon"`` selection.
+  """
+
+  latent_dim: int = 32
+  hidden_dim: int = 128
+  num_layers: int = 2
+  use_decoder: bool = True
+  use_actor: bool = False
+  value_gradients_to_encoder: bool = False
+  planner: str = "exhaustive"
+  gamma: float = 0.97
+  horizon: int = 2
+  max_horizon: int = 3
+  num_samples: int = 64
+  num_elites: int = 8
+  planner_iterations: int = 3
+  boltzmann_temperature: float = 0.05
+  epsilon: float = 0.1
+
+  def __post_init__(self) -> None:
+    _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "an int >= 1")
+    _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "an int >= 1")
+    _require(self.num_layers >= 1, "num_layers", self.num_layers, "an int >= 1")
+    _require(self.planner in PLANNERS, "planner", self.planner, f"one of {PLANNERS}")
+    _require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "a float in (0, 1]")
+    _require(self.max_horizon >= 1, "max_horizon", self.max_horizon, "an int >= 1")
+    _require(1 <= self.horizon <= self.max_horizon, "horizon", self.horizon,
+             f"an int in [1, max_horizon={self.max_horizon}]")
+    _require(self.num_samples >= 2, "num_samples", self.num_samples, "an int >= 2")
+    _require(1 <= self.num_elites <= self.num_samples, "num_elites", self.num_elites,
+             f"an int in [1, num_samples={self.num_samples}]")
+    _require(self.planner_iterations >= 1, "planner_iterations", self.planner_iterations,
+             "an int >= 1")
+    _require(self.boltzmann_temperature > 0, "boltzmann_temperature",
+             self.boltzmann_temperature, "a float > 0")
+    _require(0.0 <= self.epsilon <= 1.0, "epsilon", self.epsilon, "a float in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run of the planning agent (per seed).
+
+  Attributes:
+    env: registered environment name (see ``envs.names()``).
+    env_kwargs: constructor overrides of the environment, as a tuple of ``(name, value)`` pairs.
+    agent: the agent's :class:`AgentConfig`.
+    total_steps: environment steps per seed (summed over the parallel environments).
+    num_envs: parallel environments per seed.
+    buffer_size: replay capacity in environment steps per seed.
+    batch_size: sequences per gradient update.
+    unroll_steps: world-model unroll length of the latent-consistency, reward and termination
+      losses (Hansen et al. 2022, TD-MPC).
+    n_step: steps of the n-step value target (the discount is ``agent.gamma``).
+    updates_per_iteration: gradient updates after each vectorised environment step.
+    learning_starts: environment steps of uniformly random actions before learning.
+    epsilon_start, epsilon_end, epsilon_decay_fraction: linear decay of the exploration rate of
+      the planner's epsilon-greedy behaviour policy over that fraction of training.
+    world_model_lr, value_lr, actor_lr: Adam learning rates per component group.
+    target_tau: Polyak rate of the value target network.
+    rho: per-step weight decay of the unrolled world-model losses.
+    consistency_coef, reward_coef, termination_coef, decoder_coef, value_coef: loss weights.
+    max_grad_norm: global-norm gradient clipping per component.
+    num_chunks: host-visible chunks the run is split into (progress, logging, checkpoints).
+    eval_episodes: episodes of the periodic evaluation at chunk boundaries.
+  """
+
+  env: str = "GoalGrid-FourRooms"
+  env_kwargs: tuple[tuple[str, Any], ...] = ()
+  agent: AgentConfig = AgentConfig()
+  total_steps: int = 16_000
+  num_envs: int = 16
+  buffer_size: int = 16_000
+  batch_size: int = 64
+  unroll_steps: int = 3
+  n_step: int = 5
+  updates_per_iteration: int = 1
+  learning_starts: int = 1_000
+  epsilon_start: float = 1.0
+  epsilon_end: float = 0.05
+  epsilon_decay_fraction: float = 0.5
+  world_model_lr: float = 1e-3
+  value_lr: float = 1e-3
+  actor_lr: float = 1e-3
+  target_tau: float = 0.02
+  rho: float = 0.9
+  consistency_coef: float = 1.0
+  reward_coef: float = 1.0
+  termination_coef: float = 1.0
+  decoder_coef: float = 1.0
+  value_coef: float = 1.0
+  max_grad_norm: float = 10.0
+  num_chunks: int = 4
+  eval_episodes: int = 128
+
+  def __post_init__(self) -> None:
+    import envs
+
+    if self.env not in envs.names():
+      raise ValueError(f"invalid config field env={self.env!r}: expected one of {envs.names()}")
+    _require(isinstance(self.agent, AgentConfig), "agent", self.agent, "an AgentConfig")
+    for name in ("total_steps", "num_envs", "buffer_size", "batch_size", "unroll_steps", "n_step",
+                 "updates_per_iteration", "num_chunks", "eval_episodes"):
+      value = getattr(self, name)
+      _require(isinstance(value, int) and value >= 1, name, value, "an int >= 1")
+    _require(self.learning_starts >= 0, "learning_starts", self.learning_starts, "an int >= 0")
+    _require(self.learning_starts < self.total_steps, "learning_starts", self.learning_starts,
+             f"fewer than total_steps={self.total_steps}")
+    _require(self.iterations >= self.num_chunks, "total_steps", self.total_steps,
+             f"at least num_envs * num_chunks = {self.num_envs * self.num_chunks}")
+    _require(self.buffer_size >= self.num_envs * (self.sequence_length + 1), "buffer_size",
+             self.buffer_size,
+             f"at least num_envs * (unroll_steps + n_step + 1) = "
+             f"{self.num_envs * (self.sequence_length + 1)}")
+    for name in ("epsilon_start", "epsilon_end", "epsilon_decay_fraction", "target_tau", "rho"):
+      value = getattr(self, name)
+      _require(0.0 <= value <= 1.0, name, value, "a float in [0, 1]")
+    for name in ("world_model_lr", "value_lr", "actor_lr", "max_grad_norm"):
+      value = getattr(self, name)
+      _require(value > 0, name, value, "a float > 0")
+    for name in ("consistency_coef", "reward_coef", "termination_coef", "decoder_coef",
+                 "value_coef"):
+      value = getattr(self, name)
+      _require(value >= 0, name, value, "a float >= 0")
+
+  # -- derived sizes --------------------------------------------------------------------------
+
+  @property
+  def sequence_length(self) -> int:
+    """Transitions per sampled sequence: the unroll plus the n-step window of its last step."""
+    return self.unroll_steps + self.n_step
+
+  @property
+  def iterations(self) -> int:
+    """Vectorised environment steps per seed."""
+    return self.total_steps // self.num_envs
+
+  @property
+  def buffer_steps(self) -> int:
+    """Buffer capacity in vectorised time steps."""
+    return self.buffer_size // self.num_envs
+
+  # -- identity and (de)serialisation ---------------------------------------------------------
+
+  def to_dict(self) -> dict[str, Any]:
+    out = dataclasses.asdict(self)
+    out["env_kwargs"] = [list(pair) for pair in self.env_kwargs]
+    return out
+
+  @classmethod
+  def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    data = dict(data)
+    agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    train_fields = {f.name for f in dataclasses.fields(cls)}
+    agent_data = data.pop("agent", {}) or {}
+    unknown = set(agent_data) - agent_fields
+    if unknown:
+      raise ValueError(f"unknown agent config field(s) {sorted(unknown)}; allowed: "
+                       f"{sorted(agent_fields)}")
+    unknown = set(data) - train_fields
+    if unknown:
+      raise ValueError(f"unknown train config field(s) {sorted(unknown)}; allowed: "
+                       f"{sorted(train_fields)}")
+    if "env_kwargs" in data:
+      data["env_kwargs"] = tuple(tuple(pair) for pair in data["env_kwargs"])
+    return cls(agent=AgentConfig(**agent_data), **data)
+
+  def config_hash(self) -> str:
+    """A short stable hash identifying this configuration."""
+    blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def replace(config: Any, **changes: Any) -> Any:
+  """``dataclasses.replace`` that also accepts ``agent__field=value`` for nested agent fields."""
+  agent_changes = {k.split("__", 1)[1]: v for k, v in changes.items() if k.startswith("agent__")}
+  changes = {k: v for k, v in changes.items() if not k.startswith("agent__")}
+  if agent_changes:
+    changes["agent"] = dataclasses.replace(config.agent, **agent_changes)
+  return dataclasses.replace(config, **changes)

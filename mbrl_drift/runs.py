@@ -1,0 +1,228 @@
+"""Training runs on disk: the host loop around the jitted trainer, and loading of trained runs.
+
+A run directory holds::
+
+  config.json       the TrainConfig and the number of seeds
+  checkpoint.npz    the latest batched TrainState (atomic; see mbrl_drift.checkpoint)
+  metrics.jsonl     one line per (chunk, seed): training losses and periodic evaluation
+  summary.json      final evaluation per seed and timings
+
+The jitted functions see one chunk at a time, so a run killed mid-way resumes from its last
+checkpoint with ``resume=True`` and produces exactly the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mbrl_drift import checkpoint as ckpt
+from mbrl_drift.config import TrainConfig
+from mbrl_drift.evaluate import evaluate, outcome_summary
+from mbrl_drift.train import Trainer, TrainState, make_train
+
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
+  """Turns on JAX's persistent compilation cache (``$MBRL_DRIFT_CACHE`` or ``~/.cache``)."""
+  if path is None:
+    path = os.environ.get("MBRL_DRIFT_CACHE", Path.home() / ".cache" / "mbrl_drift" / "jax")
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """A trained run loaded from disk.
+
+  Attributes:
+    run_dir: its directory.
+    config: its configuration.
+    trainer: the trainer rebuilt from the configuration (agent, env, env_params).
+    state: the batched TrainState, leading axis ``[num_seeds]``.
+    header: the checkpoint header (progress, version).
+  """
+
+  run_dir: Path
+  config: TrainConfig
+  trainer: Trainer
+  state: TrainState
+  header: dict[str, Any]
+
+  @property
+  def params(self) -> dict:
+    """Agent parameters with a leading ``[num_seeds]`` axis."""
+    return self.state.params
+
+  @property
+  def num_seeds(self) -> int:
+    return int(self.header["num_seeds"])
+
+
+def _evaluation_fn(trainer: Trainer, num_episodes: int) -> Callable:
+  env, env_params, agent = trainer.env, trainer.env_params, trainer.agent
+  max_steps = int(env_params.max_steps)
+
+  def run(params, key):
+    trajectories = evaluate(agent, params, env, env_params, key, num_episodes,
+                            max_steps=max_steps)
+    goal = getattr(env_params, "intended_goal", -1)
+    return outcome_summary(trajectories, goal, getattr(env, "num_goals", 0))
+
+  return jax.jit(jax.vmap(run))
+
+
+def _rows(chunk: int, metrics: dict[str, Any], num_seeds: int) -> list[dict[str, Any]]:
+  rows = []
+  for seed in range(num_seeds):
+    row = {"chunk": chunk, "seed": seed}
+    row.update({name: float(np.asarray(value)[seed]) for name, value in metrics.items()})
+    rows.append(row)
+  return rows
+
+
+class _Progress:
+  """A one-line text progress bar on stderr (quiet when ``enabled`` is False)."""
+
+  def __init__(self, total: int, enabled: bool):
+    self.total, self.enabled, self.start = total, enabled, time.time()
+
+  def update(self, done: int, note: str = "") -> None:
+    if not self.enabled:
+      return
+    width = 30
+    filled = int(width * done / max(self.total, 1))
+    elapsed = time.time() - self.start
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} chunks "
+                     f"{elapsed:6.1f}s {note}")
+    if done == self.total:
+      sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, seed: int = 0,
+              resume: bool = False, progress: bool = True,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+  """Trains ``num_seeds`` seeds of one configuration in one vmapped call per chunk.
+
+  Args:
+    config: the training configuration.
+    num_seeds: seeds trained together (``jax.vmap`` over PRNG keys).
+    out_dir: the run directory (created).
+    seed: base seed; seed ``i`` uses ``fold_in(key(seed), i)``.
+    resume: continue from ``out_dir``'s checkpoint (its config must equal ``config``).
+    progress: print a progress bar on stderr.
+    log: called with short status lines (e.g. ``print``).
+
+  Returns:
+    The summary written to ``summary.json``: final evaluation per seed, env steps, timings.
+
+  Raises:
+    ValueError: ``out_dir`` already holds a different run, or a run without ``resume``.
+    CheckpointError: the checkpoint to resume from is corrupted or does not match.
+  """
+  log = log or (lambda _: None)
+  out = Path(out_dir)
+  config_path, checkpoint_path = out / ckpt.CONFIG_NAME, out / ckpt.CHECKPOINT_NAME
+  run_record = {"config": config.to_dict(), "num_seeds": num_seeds, "seed": seed,
+                "config_hash": config.config_hash()}
+  if config_path.exists():
+    existing = json.loads(config_path.read_text())
+    if not resume:
+      raise ValueError(f"{out} already holds a run; pass resume=True (--resume) to continue it or "
+                       f"choose another output directory")
+    if {k: existing.get(k) for k in run_record} != run_record:
+      raise ValueError(f"cannot resume {out}: its config, seeds or base seed differ from the "
+                       f"requested run (stored hash {existing.get('config_hash')}, requested "
+                       f"{run_record['config_hash']})")
+  out.mkdir(parents=True, exist_ok=True)
+  ckpt.atomic_write_json(config_path, run_record)
+
+  start_time = time.time()
+  trainer = make_train(config)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(num_seeds))
+  init = jax.jit(jax.vmap(trainer.init))
+  run_chunk = jax.jit(jax.vmap(trainer.run_chunk))
+  evaluate_fn = _evaluation_fn(trainer, config.eval_episodes)
+  eval_keys = jax.random.split(jax.random.key(seed + 1), num_seeds)
+
+  chunks_done = 0
+  if resume and checkpoint_path.exists():
+    template = jax.eval_shape(init, keys)
+    state, header = ckpt.load_checkpoint(checkpoint_path, template)
+    chunks_done = int(header["chunks_done"])
+    log(f"resuming {out} after chunk {chunks_done}/{config.num_chunks}")
+  else:
+    state = init(keys)
+    (out / METRICS_NAME).unlink(missing_ok=True)
+
+  bar = _Progress(config.num_chunks, progress)
+  bar.update(chunks_done)
+  evaluation: dict[str, Any] = {}
+  for chunk in range(chunks_done, config.num_chunks):
+    state, metrics = run_chunk(state)
+    evaluation = evaluate_fn(state.params, jax.random.fold_in(eval_keys, chunk))
+    metrics = {**metrics, **{f"eval/{k.split('/', 1)[1]}": v for k, v in evaluation.items()}}
+    with open(out / METRICS_NAME, "a") as f:
+      for row in _rows(chunk, metrics, num_seeds):
+        f.write(json.dumps(row) + "\n")
+    ckpt.save_checkpoint(checkpoint_path, state, {
+        "chunks_done": chunk + 1, "num_seeds": num_seeds, "config_hash": config.config_hash(),
+        "version": _version()})
+    success = np.asarray(evaluation["outcome/intended_success"])
+    bar.update(chunk + 1, f"eval success {success.mean():.2f}")
+
+  if not evaluation:  # resumed a finished run: evaluate its final state
+    evaluation = evaluate_fn(state.params, jax.random.fold_in(eval_keys, config.num_chunks - 1))
+  summary = {
+      "run_dir": str(out),
+      "env": config.env,
+      "num_seeds": num_seeds,
+      "env_steps_per_seed": int(np.asarray(state.env_steps)[0]),
+      "wall_time_s": round(time.time() - start_time, 2),
+      "final_eval": {name: np.asarray(value).round(4).tolist()
+                     for name, value in evaluation.items()},
+  }
+  ckpt.atomic_write_json(out / SUMMARY_NAME, summary)
+  return summary
+
+
+def _version() -> str:
+  from mbrl_drift import __version__
+  return __version__
+
+
+def load_run(run_dir: str | os.PathLike) -> TrainedRun:
+  """Loads a trained run (config and latest checkpoint) from its directory.
+
+  Raises:
+    CheckpointError: the directory holds no run, or its checkpoint is corrupted or does not
+      match the stored config.
+  """
+  run_dir = Path(run_dir)
+  config_path = run_dir / ckpt.CONFIG_NAME
+  if not config_path.exists():
+    raise ckpt.CheckpointError(f"{run_dir} holds no run (no {ckpt.CONFIG_NAME})")
+  try:
+    record = json.loads(config_path.read_text())
+    config = TrainConfig.from_dict(record["config"])
+    num_seeds = int(record["num_seeds"])
+  except (ValueError, KeyError, TypeError) as error:
+    raise ckpt.CheckpointError(f"{config_path} is corrupted or invalid: {error}") from error
+  trainer = make_train(config)
+  keys = jax.random.split(jax.random.key(0), num_seeds)
+  template = jax.eval_shape(jax.vmap(trainer.init), keys)
+  state, header = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME, template)
+  return TrainedRun(run_dir=run_dir, config=config, trainer=trainer, state=state, header=header)

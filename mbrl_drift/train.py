@@ -1,0 +1,373 @@
+"""Joint training of the world model and the value function in one jittable run.
+
+``make_train(config)`` returns a :class:`Trainer` whose ``train(key)`` performs the whole run
+(environment steps, replay, updates, target network) inside ``lax.scan``, so
+``jax.jit(jax.vmap(trainer.train))(keys)`` trains many seeds in one call (purejaxrl style,
+Lu et al. 2022). The host sees chunk boundaries only through ``init`` + ``run_chunk``, which the
+CLI uses for progress, evaluation and checkpoints.
+
+Losses (per sampled sequence of ``U + n`` real transitions, weights ``rho^k``, masked after an
+episode ends; Hansen et al. 2022, TD-MPC):
+
+* latent consistency ``|| d(z_k, a_k) - sg(enc(o_{k+1})) ||^2`` along a ``U``-step model unroll,
+* reward ``(r(z_k, a_k) - r_k)^2`` and termination cross-entropy along the unroll,
+* optional reconstruction ``|| dec(z_k) - o_k ||^2``,
+* value ``(V(z_k) - G_k)^2`` on the unrolled latents with n-step targets
+  ``G_k = sum_{i<n} gamma^i r_{k+i} + gamma^n V_target(enc(o_{k+n}))`` (no bootstrap after a
+  termination, bootstrap from the final observation after a time-limit truncation).
+
+Each component has its own optimiser state; by default the value loss does not train the world
+model (``AgentConfig.value_gradients_to_encoder``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+import envs
+from mbrl_drift import buffer as replay
+from mbrl_drift.agent import Agent, EnvSpec, Params, get_path, set_path
+from mbrl_drift.config import TrainConfig
+from mbrl_drift.planner import EPSILON, act
+
+#: ``(key, step, x) -> x``: corrupts rewards or value targets during training (training faults).
+SignalHook = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+class TrainingHooks(NamedTuple):
+  """Points where training-time faults enter the update (identity by default).
+
+  Attributes:
+    reward: applied to the sampled rewards ``[B, S]`` before every loss.
+    value_target: applied to the n-step value targets ``[U + 1]`` of each sequence.
+    gradient: component path -> an optax transformation chained in front of that component's
+      optimiser (gradient noise, freezing, learning-rate spikes, optimiser resets).
+  """
+
+  reward: SignalHook | None = None
+  value_target: SignalHook | None = None
+  gradient: tuple[tuple[str, optax.GradientTransformation], ...] = ()
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a run needs to continue exactly where it stopped (one seed).
+
+  Attributes:
+    params: agent parameters, one subtree per component.
+    target_value: Polyak-averaged copy of ``params["value"]``.
+    opt_states: component path -> optimiser state.
+    buffer: replay buffer.
+    env_state: ``[E]`` batched environment state.
+    obs: ``[E, obs_dim]`` current observations.
+    key: PRNG key of the run.
+    env_steps: int32 ``[]`` environment steps taken (all parallel environments together).
+    running_return: ``[E]`` return of each environment's current episode.
+  """
+
+  params: Params
+  target_value: Params
+  opt_states: dict[str, Any]
+  buffer: replay.ReplayBuffer
+  env_state: Any
+  obs: jax.Array
+  key: jax.Array
+  env_steps: jax.Array
+  running_return: jax.Array
+
+
+class Trainer(NamedTuple):
+  """The functions of one training configuration (all pure; jit and vmap them freely).
+
+  Attributes:
+    config: the configuration.
+    agent: the agent being trained.
+    env: the environment.
+    env_params: the training environment's parameters.
+    init: ``key -> TrainState``.
+    run_chunk: ``TrainState -> (TrainState, metrics)``: ``iterations_per_chunk`` vectorised
+      environment steps with their updates; ``metrics`` is a flat ``"group/name"`` dict of means.
+    train: ``key -> (TrainState, metrics)``: the whole run, metrics stacked ``[num_chunks]``.
+    iterations_per_chunk: vectorised steps per chunk.
+  """
+
+  config: TrainConfig
+  agent: Agent
+  env: envs.Environment
+  env_params: Any
+  init: Callable[[jax.Array], TrainState]
+  run_chunk: Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]
+  train: Callable[[jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+  iterations_per_chunk: int
+
+
+def make_env(config: TrainConfig) -> tuple[envs.Environment, Any]:
+  """The configured environment; random starts are switched on where the env supports them."""
+  env, env_params = envs.make(config.env, **dict(config.env_kwargs))
+  if hasattr(env_params, "random_start"):
+    env_params = env_params.replace(random_start=jnp.asarray(True))
+  return env, env_params
+
+
+def make_agent(config: TrainConfig, env: envs.Environment, env_params: Any) -> Agent:
+  return Agent(config=config.agent, spec=EnvSpec.from_env(env, env_params))
+
+
+def _optimiser(config: TrainConfig, path: str) -> optax.GradientTransformation:
+  if path.startswith("world_model/"):
+    learning_rate = config.world_model_lr
+  elif path == "actor":
+    learning_rate = config.actor_lr
+  else:
+    learning_rate = config.value_lr
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate))
+
+
+def n_step_targets(reward: jax.Array, terminated: jax.Array, truncated: jax.Array,
+                   bootstrap_value: jax.Array, n_step: int, gamma: float, num_targets: int
+                   ) -> jax.Array:
+  """n-step return targets from the first ``num_targets`` positions of a sequence.
+
+  Args:
+    reward: ``[S]`` rewards ``r_t``.
+    terminated: ``[S]`` bool, transition ``t`` ended the episode by termination.
+    truncated: ``[S]`` bool, transition ``t`` ended the episode by the time limit.
+    bootstrap_value: ``[S]`` value of the observation reached by transition ``t``.
+    n_step: steps before bootstrapping.
+    gamma: discount.
+    num_targets: positions ``k = 0 .. num_targets - 1``; needs ``S >= num_targets - 1 + n_step``.
+
+  Returns:
+    ``[num_targets]`` targets ``G_k`` (Sutton & Barto 2018, eq. 7.1, cut at episode ends).
+  """
+  done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
+  truncated = truncated.astype(jnp.float32)
+  targets = jnp.zeros((num_targets,))
+  alive = jnp.ones((num_targets,))
+  for i in range(n_step):
+    index = jnp.arange(num_targets) + i
+    last = float(i == n_step - 1)
+    bootstrap_weight = truncated[index] + (1.0 - done[index]) * last
+    targets += alive * gamma**i * (reward[index] + gamma * bootstrap_weight * bootstrap_value[index])
+    alive = alive * (1.0 - done[index])
+  return targets
+
+
+def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> Trainer:
+  """Builds the pure functions of one training run.
+
+  Args:
+    config: the run's configuration.
+    hooks: training-time fault hooks (identity by default).
+
+  Returns:
+    A :class:`Trainer`; ``jax.jit(jax.vmap(trainer.train))(keys)`` trains one seed per key.
+  """
+  env, env_params = make_env(config)
+  agent = make_agent(config, env, env_params)
+  agent_config = agent.config
+  paths = agent.component_paths
+  gradient_hooks = dict(hooks.gradient)
+  unknown = set(gradient_hooks) - set(paths)
+  if unknown:
+    raise ValueError(f"gradient hooks for unknown component(s) {sorted(unknown)}; "
+                     f"components are {list(paths)}")
+  optimisers = {}
+  for path in paths:
+    optimiser = _optimiser(config, path)
+    if path in gradient_hooks:
+      optimiser = optax.chain(gradient_hooks[path], optimiser)
+    optimisers[path] = optimiser
+
+  num_envs = config.num_envs
+  unroll, n_step, gamma = config.unroll_steps, config.n_step, agent_config.gamma
+  sequence_length = config.sequence_length
+  iterations_per_chunk = config.iterations // config.num_chunks
+  decay_steps = max(1.0, config.epsilon_decay_fraction * config.total_steps)
+  batched_reset = jax.vmap(env.reset, in_axes=(0, None))
+  batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+  # -- initialisation -------------------------------------------------------------------------
+
+  def init(key: jax.Array) -> TrainState:
+    key, key_params, key_reset = jax.random.split(key, 3)
+    params = agent.init(key_params)
+    obs, env_state = batched_reset(jax.random.split(key_reset, num_envs), env_params)
+    action_shape = () if agent.spec.discrete else (agent.spec.action_dim,)
+    action_dtype = jnp.int32 if agent.spec.discrete else jnp.float32
+    return TrainState(
+        params=params,
+        target_value=params["value"],
+        opt_states={path: optimisers[path].init(get_path(params, path)) for path in paths},
+        buffer=replay.init_buffer(config.buffer_steps, num_envs, agent.spec.obs_dim,
+                                  action_shape, action_dtype),
+        env_state=env_state,
+        obs=obs.reshape(num_envs, -1).astype(jnp.float32),
+        key=key,
+        env_steps=jnp.int32(0),
+        running_return=jnp.zeros((num_envs,)),
+    )
+
+  # -- losses ---------------------------------------------------------------------------------
+
+  rho_powers = config.rho ** jnp.arange(unroll, dtype=jnp.float32)
+
+  def sequence_loss(params: Params, target_value: Params, sequence: dict[str, jax.Array],
+                    key: jax.Array, env_steps: jax.Array
+                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Loss of one sequence ``[S, ...]``."""
+    obs, next_obs = sequence["obs"], sequence["next_obs"]
+    reward, terminated, truncated = (sequence["reward"], sequence["terminated"],
+                                     sequence["truncated"])
+    done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
+    # mask[k]: transition k belongs to the episode the sequence starts in.
+    mask = jnp.concatenate([jnp.ones((1,)), jnp.cumprod(1.0 - done)[:-1]])
+    weight = rho_powers * mask[:unroll]
+    action_inputs = jax.vmap(agent.action_input)(sequence["action"][:unroll])
+
+    encode = jax.vmap(lambda o: agent.encode(params, o))
+    next_latent_target = jax.lax.stop_gradient(encode(next_obs[:unroll]))
+
+    def unroll_step(z_k, inputs):
+      action_input_k = inputs
+      z_kp1, reward_k, termination_logit_k = agent.transition(params, z_k, action_input_k)
+      return z_kp1, (z_k, z_kp1, reward_k, termination_logit_k)
+
+    z_0 = agent.encode(params, obs[0])
+    _, (z_unrolled, z_predicted, reward_pred, termination_logit) = jax.lax.scan(
+        unroll_step, z_0, action_inputs)
+    consistency = jnp.mean((z_predicted - next_latent_target) ** 2, axis=-1)
+    reward_error = (reward_pred - reward[:unroll]) ** 2
+    termination_error = optax.sigmoid_binary_cross_entropy(
+        termination_logit, terminated[:unroll].astype(jnp.float32))
+    losses = {
+        "consistency": jnp.sum(weight * consistency),
+        "reward": jnp.sum(weight * reward_error),
+        "termination": jnp.sum(weight * termination_error),
+    }
+    total = (config.consistency_coef * losses["consistency"]
+             + config.reward_coef * losses["reward"]
+             + config.termination_coef * losses["termination"])
+    if agent_config.use_decoder:
+      reconstruction = jax.vmap(lambda z: agent.decode(params, z))(z_unrolled)
+      losses["decoder"] = jnp.sum(weight * jnp.mean((reconstruction - obs[:unroll]) ** 2, -1))
+      total += config.decoder_coef * losses["decoder"]
+
+    # Value: n-step targets on the unrolled latents z_0 .. z_U.
+    bootstrap_latent = jax.lax.stop_gradient(encode(next_obs))
+    bootstrap_value = jax.vmap(lambda z: agent.value({"value": target_value}, z))(bootstrap_latent)
+    targets = n_step_targets(reward, terminated, truncated, bootstrap_value, n_step, gamma,
+                             unroll + 1)
+    if hooks.value_target is not None:
+      targets = hooks.value_target(key, env_steps, targets)
+    latents = jnp.concatenate([z_0[None], z_predicted])
+    if not agent_config.value_gradients_to_encoder:
+      latents = jax.lax.stop_gradient(latents)
+    value_pred = jax.vmap(lambda z: agent.value(params, z))(latents)
+    value_weight = jnp.concatenate([jnp.ones((1,)), rho_powers]) * mask[:unroll + 1]
+    losses["value"] = jnp.sum(value_weight * (value_pred - targets) ** 2)
+    total += config.value_coef * losses["value"]
+
+    if agent_config.use_actor:
+      actor_latent = jax.lax.stop_gradient(encode(obs[:unroll]))
+      actor_out = jax.vmap(lambda z: agent.actor_output(params, z))(actor_latent)
+      if agent.spec.discrete:
+        actor_error = optax.softmax_cross_entropy_with_integer_labels(
+            actor_out, sequence["action"][:unroll])
+      else:
+        actor_error = jnp.mean((actor_out - sequence["action"][:unroll]) ** 2, -1)
+      losses["actor"] = jnp.sum(weight * actor_error)
+      total += losses["actor"]
+    return total, {f"loss/{name}": value for name, value in losses.items()}
+
+  def batch_loss(params, target_value, batch, key, env_steps):
+    key_reward, key_target = jax.random.split(key)
+    if hooks.reward is not None:
+      batch = {**batch, "reward": hooks.reward(key_reward, env_steps, batch["reward"])}
+    keys = jax.random.split(key_target, config.batch_size)
+    losses, metrics = jax.vmap(sequence_loss, in_axes=(None, None, 0, 0, None))(
+        params, target_value, batch, keys, env_steps)
+    return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)
+
+  def update(state: TrainState, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    key_sample, key_loss = jax.random.split(key)
+    batch = replay.sample_sequences(state.buffer, key_sample, config.batch_size, sequence_length)
+    grads, metrics = jax.grad(batch_loss, has_aux=True)(
+        state.params, state.target_value, batch, key_loss, state.env_steps)
+    params, opt_states = state.params, dict(state.opt_states)
+    for path in paths:
+      component_params = get_path(params, path)
+      updates, opt_states[path] = optimisers[path].update(
+          get_path(grads, path), opt_states[path], component_params)
+      params = set_path(params, path, optax.apply_updates(component_params, updates))
+    target_value = optax.incremental_update(params["value"], state.target_value,
+                                            config.target_tau)
+    metrics["grad_norm/total"] = optax.global_norm(grads)
+    return state.replace(params=params, opt_states=opt_states, target_value=target_value), metrics
+
+  # -- one vectorised environment step plus its updates ----------------------------------------
+
+  def iteration(state: TrainState, _):
+    key, key_act, key_env, key_update = jax.random.split(state.key, 4)
+    progress = jnp.clip(state.env_steps / decay_steps, 0.0, 1.0)
+    epsilon = config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
+    epsilon = jnp.where(state.env_steps < config.learning_starts, 1.0, epsilon)
+    plan = jax.vmap(act, in_axes=(None, None, 0, 0, None, None, None))(
+        agent, state.params, jax.random.split(key_act, num_envs), state.obs,
+        agent_config.horizon, EPSILON, epsilon)
+    obs_next, env_state, reward, terminated, truncated, info = batched_step(
+        jax.random.split(key_env, num_envs), state.env_state, plan.action, env_params)
+    obs_next = obs_next.reshape(num_envs, -1).astype(jnp.float32)
+    final_obs = info["final_observation"].reshape(num_envs, -1).astype(jnp.float32)
+    buffer = replay.add(state.buffer, state.obs, plan.planner_action, reward.astype(jnp.float32),
+                        terminated, truncated, final_obs)
+    done = jnp.logical_or(terminated, truncated)
+    episode_return = state.running_return + reward
+    state = state.replace(
+        buffer=buffer, env_state=env_state, obs=obs_next, key=key,
+        env_steps=state.env_steps + num_envs,
+        running_return=jnp.where(done, 0.0, episode_return))
+
+    learning = (state.env_steps >= config.learning_starts) & (buffer.size >= sequence_length)
+    metrics = {}
+    for key_u in jax.random.split(key_update, config.updates_per_iteration):
+      updated, metrics = update(state, key_u)
+      state = jax.tree.map(lambda new, old: jnp.where(learning, new, old), updated, state)
+    step_metrics = {
+        **metrics,
+        "episode/return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
+        "episode/count": jnp.sum(done).astype(jnp.float32),
+        "train/epsilon": epsilon,
+        "train/learning": learning.astype(jnp.float32),
+        "train/nonfinite_actions": jnp.sum(plan.nonfinite).astype(jnp.float32),
+    }
+    return state, step_metrics
+
+  def run_chunk(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+    state, metrics = jax.lax.scan(iteration, state, None, length=iterations_per_chunk)
+    count = jnp.sum(metrics.pop("episode/count"))
+    return_sum = jnp.sum(metrics.pop("episode/return_sum"))
+    nonfinite = jnp.sum(metrics.pop("train/nonfinite_actions"))
+    learning = metrics["train/learning"]
+    summary = {name: jnp.sum(value * learning) / jnp.maximum(jnp.sum(learning), 1.0)
+               for name, value in metrics.items() if name.startswith(("loss/", "grad_norm/"))}
+    summary.update({
+        "episode/mean_return": jnp.where(count > 0, return_sum / jnp.maximum(count, 1.0), jnp.nan),
+        "episode/completed": count,
+        "train/epsilon": metrics["train/epsilon"][-1],
+        "train/env_steps": state.env_steps.astype(jnp.float32),
+        "train/nonfinite_actions": nonfinite,
+    })
+    return state, summary
+
+  def train(key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    state = init(key)
+    return jax.lax.scan(lambda s, _: run_chunk(s), state, None, length=config.num_chunks)
+
+  return Trainer(config=config, agent=agent, env=env, env_params=env_params, init=init,
+                 run_chunk=run_chunk, train=train, iterations_per_chunk=iterations_per_chunk)
