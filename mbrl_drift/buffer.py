@@ -13,7 +13,7 @@ from flax import struct
 
 @struct.dataclass
 class ReplayBuffer:
-  """Transitions ``(obs_t, action_t, reward_t, terminated_t, truncated_t, next_obs_t)``.
+  """Transitions ``(obs_t, action_t, reward_t, terminated_t, truncated_t, next_obs_t, goal_t)``.
 
   ``next_obs_t`` is the observation the transition reached (before any auto-reset), so sequences
   that cross an episode boundary can be masked and time-limit truncations bootstrapped.
@@ -25,6 +25,7 @@ class ReplayBuffer:
     terminated: ``[T, E]`` bool.
     truncated: ``[T, E]`` bool.
     next_obs: ``[T, E, obs_dim]``.
+    reached_goal: ``[T, E]`` int32 goal entered by the transition, ``-1`` for none.
     insert_index: int32 ``[]`` next row to write.
     size: int32 ``[]`` rows filled so far (at most ``T``).
   """
@@ -35,6 +36,7 @@ class ReplayBuffer:
   terminated: jax.Array
   truncated: jax.Array
   next_obs: jax.Array
+  reached_goal: jax.Array
   insert_index: jax.Array
   size: jax.Array
 
@@ -53,13 +55,15 @@ def init_buffer(capacity: int, num_envs: int, obs_dim: int, action_shape: tuple[
       terminated=jnp.zeros((capacity, num_envs), bool),
       truncated=jnp.zeros((capacity, num_envs), bool),
       next_obs=jnp.zeros((capacity, num_envs, obs_dim), jnp.float32),
+      reached_goal=jnp.full((capacity, num_envs), -1, jnp.int32),
       insert_index=jnp.int32(0),
       size=jnp.int32(0),
   )
 
 
 def add(buffer: ReplayBuffer, obs_t: jax.Array, action_t: jax.Array, reward_t: jax.Array,
-        terminated_t: jax.Array, truncated_t: jax.Array, next_obs_t: jax.Array) -> ReplayBuffer:
+        terminated_t: jax.Array, truncated_t: jax.Array, next_obs_t: jax.Array,
+        reached_goal_t: jax.Array) -> ReplayBuffer:
   """Writes one vectorised step (each argument has a leading ``[E]`` axis)."""
   i = buffer.insert_index
   return buffer.replace(
@@ -69,6 +73,7 @@ def add(buffer: ReplayBuffer, obs_t: jax.Array, action_t: jax.Array, reward_t: j
       terminated=buffer.terminated.at[i].set(terminated_t),
       truncated=buffer.truncated.at[i].set(truncated_t),
       next_obs=buffer.next_obs.at[i].set(next_obs_t),
+      reached_goal=buffer.reached_goal.at[i].set(reached_goal_t),
       insert_index=(i + 1) % buffer.capacity,
       size=jnp.minimum(buffer.size + 1, buffer.capacity),
   )
@@ -92,5 +97,5 @@ def sample_sequences(buffer: ReplayBuffer, key: jax.Array, batch_size: int, leng
   oldest = (buffer.insert_index - buffer.size) % capacity
   time_index = (oldest + offset[:, None] + jnp.arange(length)[None, :]) % capacity  # [B, L]
   env_index = jax.random.randint(key_env, (batch_size,), 0, buffer.reward.shape[1])[:, None]
-  fields = ("obs", "action", "reward", "terminated", "truncated", "next_obs")
+  fields = ("obs", "action", "reward", "terminated", "truncated", "next_obs", "reached_goal")
   return {name: getattr(buffer, name)[time_index, env_index] for name in fields}

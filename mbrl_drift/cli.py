@@ -2,13 +2,15 @@
 
 Every field of :class:`~mbrl_drift.config.TrainConfig` is a flag of ``train``
 (``--batch-size 64``), and every field of the agent config is an ``--agent-`` flag
-(``--agent-horizon 3``).
+(``--agent-horizon 3``). Input errors print one line and exit with status 2; set
+``MBRL_DRIFT_DEBUG=1`` for the full traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Any, Sequence
 
@@ -116,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     return args.handler(args)
   except ValueError as error:  # configuration and input errors: one clear line, exit code 2
+    if os.environ.get("MBRL_DRIFT_DEBUG"):
+      raise
     print(f"mbrl-drift: error: {error}", file=sys.stderr)
     return 2
 

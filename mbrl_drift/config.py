@@ -118,7 +118,7 @@ class TrainConfig:
   batch_size: int = 64
   unroll_steps: int = 3
   n_step: int = 5
-  updates_per_iteration: int = 1
+  updates_per_iteration: int = 4
   learning_starts: int = 1_000
   epsilon_start: float = 1.0
   epsilon_end: float = 0.05

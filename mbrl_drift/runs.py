@@ -114,7 +114,8 @@ class _Progress:
 
 def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, seed: int = 0,
               resume: bool = False, progress: bool = True,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None,
+              max_chunks: int | None = None) -> dict[str, Any]:
   """Trains ``num_seeds`` seeds of one configuration in one vmapped call per chunk.
 
   Args:
@@ -125,6 +126,8 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     resume: continue from ``out_dir``'s checkpoint (its config must equal ``config``).
     progress: print a progress bar on stderr.
     log: called with short status lines (e.g. ``print``).
+    max_chunks: train at most this many chunks in this call, then stop as if interrupted (a
+      later call with ``resume=True`` continues); ``None`` trains to the end.
 
   Returns:
     The summary written to ``summary.json``: final evaluation per seed, env steps, timings.
@@ -171,9 +174,11 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   bar = _Progress(config.num_chunks, progress)
   bar.update(chunks_done)
   evaluation: dict[str, Any] = {}
-  for chunk in range(chunks_done, config.num_chunks):
+  last_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks,
+                                                                chunks_done + max_chunks)
+  for chunk in range(chunks_done, last_chunk):
     state, metrics = run_chunk(state)
-    evaluation = evaluate_fn(state.params, jax.random.fold_in(eval_keys, chunk))
+    evaluation = evaluate_fn(state.params, _fold_in(eval_keys, chunk))
     metrics = {**metrics, **{f"eval/{k.split('/', 1)[1]}": v for k, v in evaluation.items()}}
     with open(out / METRICS_NAME, "a") as f:
       for row in _rows(chunk, metrics, num_seeds):
@@ -183,13 +188,16 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
         "version": _version()})
     success = np.asarray(evaluation["outcome/intended_success"])
     bar.update(chunk + 1, f"eval success {success.mean():.2f}")
+    chunks_done = chunk + 1
 
   if not evaluation:  # resumed a finished run: evaluate its final state
-    evaluation = evaluate_fn(state.params, jax.random.fold_in(eval_keys, config.num_chunks - 1))
+    evaluation = evaluate_fn(state.params, _fold_in(eval_keys, config.num_chunks - 1))
   summary = {
       "run_dir": str(out),
       "env": config.env,
       "num_seeds": num_seeds,
+      "chunks_done": chunks_done,
+      "finished": chunks_done == config.num_chunks,
       "env_steps_per_seed": int(np.asarray(state.env_steps)[0]),
       "wall_time_s": round(time.time() - start_time, 2),
       "final_eval": {name: np.asarray(value).round(4).tolist()
@@ -197,6 +205,10 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   }
   ckpt.atomic_write_json(out / SUMMARY_NAME, summary)
   return summary
+
+
+def _fold_in(keys: jax.Array, data: int) -> jax.Array:
+  return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
 
 
 def _version() -> str:

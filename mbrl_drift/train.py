@@ -22,6 +22,7 @@ model (``AgentConfig.value_gradients_to_encoder``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -31,27 +32,35 @@ from flax import struct
 
 import envs
 from mbrl_drift import buffer as replay
+from mbrl_drift import faults
 from mbrl_drift.agent import Agent, EnvSpec, Params, get_path, set_path
 from mbrl_drift.config import TrainConfig
 from mbrl_drift.planner import EPSILON, act
 
-#: ``(key, step, x) -> x``: corrupts rewards or value targets during training (training faults).
-SignalHook = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
-
 class TrainingHooks(NamedTuple):
-  """Points where training-time faults enter the update (identity by default).
+  """Training-time faults, hooked into the joint update (identity by default).
+
+  Every fault is gated by the run's environment-step counter (see :mod:`mbrl_drift.faults`), so
+  it can start mid-run, be transient or permanent, and cost no recompilation.
 
   Attributes:
-    reward: applied to the sampled rewards ``[B, S]`` before every loss.
-    value_target: applied to the n-step value targets ``[U + 1]`` of each sequence.
-    gradient: component path -> an optax transformation chained in front of that component's
-      optimiser (gradient noise, freezing, learning-rate spikes, optimiser resets).
+    reward_faults: :class:`~mbrl_drift.faults.RewardFault` s; each corrupts the sampled rewards
+      seen by the losses its ``target`` addresses (``"world_model/reward"``, ``"value"`` or
+      ``"*"``). Swap faults receive the other goals' rewards on goal environments.
+    target_faults: :class:`~mbrl_drift.faults.TargetFault` s on the n-step value targets.
+    gradient_transforms: optax transforms over the whole-agent gradient tree, applied before the
+      per-component optimisers (e.g. ``faults.gradient_noise(0.1, target="value")``).
+    update_transforms: optax transforms over the whole-agent update tree, applied after the
+      optimisers (``faults.freeze(target="world_model/*")``, ``faults.lr_spike(10, ...)``).
+    optimizer_resets: ``(component path, step, severity)``: re-initialise that component's
+      optimiser state at that environment step.
   """
 
-  reward: SignalHook | None = None
-  value_target: SignalHook | None = None
-  gradient: tuple[tuple[str, optax.GradientTransformation], ...] = ()
+  reward_faults: tuple[Any, ...] = ()
+  target_faults: tuple[Any, ...] = ()
+  gradient_transforms: tuple[optax.GradientTransformation, ...] = ()
+  update_transforms: tuple[optax.GradientTransformation, ...] = ()
+  optimizer_resets: tuple[tuple[str, int, float], ...] = ()
 
 
 @struct.dataclass
@@ -61,7 +70,8 @@ class TrainState:
   Attributes:
     params: agent parameters, one subtree per component.
     target_value: Polyak-averaged copy of ``params["value"]``.
-    opt_states: component path -> optimiser state.
+    opt_states: component path -> optimiser state (plus the states of gradient and update
+      fault transforms under ``"faults/gradient"`` and ``"faults/update"``).
     buffer: replay buffer.
     env_state: ``[E]`` batched environment state.
     obs: ``[E, obs_dim]`` current observations.
@@ -79,6 +89,10 @@ class TrainState:
   key: jax.Array
   env_steps: jax.Array
   running_return: jax.Array
+
+
+# Keys of the fault transforms' states in ``TrainState.opt_states``.
+GRADIENT_FAULTS, UPDATE_FAULTS = "faults/gradient", "faults/update"
 
 
 class Trainer(NamedTuple):
@@ -146,13 +160,14 @@ def n_step_targets(reward: jax.Array, terminated: jax.Array, truncated: jax.Arra
     ``[num_targets]`` targets ``G_k`` (Sutton & Barto 2018, eq. 7.1, cut at episode ends).
   """
   done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
-  truncated = truncated.astype(jnp.float32)
+  # A step that both terminates and hits the time limit (gymnasium's convention) is terminal.
+  cut_by_time_limit = jnp.logical_and(truncated, ~terminated).astype(jnp.float32)
   targets = jnp.zeros((num_targets,))
   alive = jnp.ones((num_targets,))
   for i in range(n_step):
     index = jnp.arange(num_targets) + i
     last = float(i == n_step - 1)
-    bootstrap_weight = truncated[index] + (1.0 - done[index]) * last
+    bootstrap_weight = cut_by_time_limit[index] + (1.0 - done[index]) * last
     targets += alive * gamma**i * (reward[index] + gamma * bootstrap_weight * bootstrap_value[index])
     alive = alive * (1.0 - done[index])
   return targets
@@ -172,18 +187,31 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
   agent = make_agent(config, env, env_params)
   agent_config = agent.config
   paths = agent.component_paths
-  gradient_hooks = dict(hooks.gradient)
-  unknown = set(gradient_hooks) - set(paths)
+  resets = {path: (step, severity) for path, step, severity in hooks.optimizer_resets}
+  unknown = set(resets) - set(paths)
   if unknown:
-    raise ValueError(f"gradient hooks for unknown component(s) {sorted(unknown)}; "
+    raise ValueError(f"optimizer_resets name unknown component(s) {sorted(unknown)}; "
                      f"components are {list(paths)}")
   optimisers = {}
   for path in paths:
-    optimiser = _optimiser(config, path)
-    if path in gradient_hooks:
-      optimiser = optax.chain(gradient_hooks[path], optimiser)
+    optimiser = optax.with_extra_args_support(_optimiser(config, path))
+    if path in resets:
+      step, severity = resets[path]
+      optimiser = faults.reset_optimizer_state(optimiser, start_step=step, severity=severity)
     optimisers[path] = optimiser
+  gradient_faults = optax.chain(optax.identity(), *hooks.gradient_transforms)
+  update_faults = optax.chain(optax.identity(), *hooks.update_transforms)
+  reward_faults_for = {
+      loss: tuple(f for f in hooks.reward_faults if f.applies_to(loss))
+      for loss in ("world_model/reward", "value")}
+  goal_rewards_available = all(hasattr(env_params, name)
+                               for name in ("intended_goal", "goal_reward"))
+  num_goals = getattr(env, "num_goals", 0)
 
+  # Acting during training plans at the training horizon only: the exhaustive tree is built to
+  # max_horizon, which exists for evaluation-time horizon sweeps and would multiply the cost.
+  acting_agent = dataclasses.replace(
+      agent, config=dataclasses.replace(agent_config, max_horizon=agent_config.horizon))
   num_envs = config.num_envs
   unroll, n_step, gamma = config.unroll_steps, config.n_step, agent_config.gamma
   sequence_length = config.sequence_length
@@ -203,7 +231,11 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     return TrainState(
         params=params,
         target_value=params["value"],
-        opt_states={path: optimisers[path].init(get_path(params, path)) for path in paths},
+        opt_states={
+            **{path: optimisers[path].init(get_path(params, path)) for path in paths},
+            GRADIENT_FAULTS: gradient_faults.init(params),
+            UPDATE_FAULTS: update_faults.init(params),
+        },
         buffer=replay.init_buffer(config.buffer_steps, num_envs, agent.spec.obs_dim,
                                   action_shape, action_dtype),
         env_state=env_state,
@@ -224,6 +256,7 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     obs, next_obs = sequence["obs"], sequence["next_obs"]
     reward, terminated, truncated = (sequence["reward"], sequence["terminated"],
                                      sequence["truncated"])
+    value_reward = sequence["value_reward"]
     done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
     # mask[k]: transition k belongs to the episode the sequence starts in.
     mask = jnp.concatenate([jnp.ones((1,)), jnp.cumprod(1.0 - done)[:-1]])
@@ -261,10 +294,11 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     # Value: n-step targets on the unrolled latents z_0 .. z_U.
     bootstrap_latent = jax.lax.stop_gradient(encode(next_obs))
     bootstrap_value = jax.vmap(lambda z: agent.value({"value": target_value}, z))(bootstrap_latent)
-    targets = n_step_targets(reward, terminated, truncated, bootstrap_value, n_step, gamma,
+    targets = n_step_targets(value_reward, terminated, truncated, bootstrap_value, n_step, gamma,
                              unroll + 1)
-    if hooks.value_target is not None:
-      targets = hooks.value_target(key, env_steps, targets)
+    for key_fault, fault in zip(jax.random.split(key, max(1, len(hooks.target_faults))),
+                                hooks.target_faults):
+      targets = fault(key_fault, env_steps, targets)
     latents = jnp.concatenate([z_0[None], z_predicted])
     if not agent_config.value_gradients_to_encoder:
       latents = jax.lax.stop_gradient(latents)
@@ -285,10 +319,27 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
       total += losses["actor"]
     return total, {f"loss/{name}": value for name, value in losses.items()}
 
+  def corrupt_rewards(key, env_steps, batch, loss):
+    rewards = batch["reward"]
+    if not reward_faults_for[loss]:
+      return rewards
+    goal_rewards = None
+    if goal_rewards_available:  # what each goal's reward would have been for these transitions
+      reached = batch["reached_goal"]
+      intended = jax.nn.one_hot(env_params.intended_goal, num_goals)
+      goal_rewards = rewards[..., None] + env_params.goal_reward * (
+          jax.nn.one_hot(reached, num_goals) - (reached >= 0)[..., None] * intended)
+    for key_fault, fault in zip(jax.random.split(key, len(reward_faults_for[loss])),
+                                reward_faults_for[loss]):
+      rewards = fault(key_fault, env_steps, rewards,
+                      goal_rewards if fault.kind == "swap" else None)
+    return rewards
+
   def batch_loss(params, target_value, batch, key, env_steps):
-    key_reward, key_target = jax.random.split(key)
-    if hooks.reward is not None:
-      batch = {**batch, "reward": hooks.reward(key_reward, env_steps, batch["reward"])}
+    key_model, key_value, key_target = jax.random.split(key, 3)
+    batch = {**batch,
+             "reward": corrupt_rewards(key_model, env_steps, batch, "world_model/reward"),
+             "value_reward": corrupt_rewards(key_value, env_steps, batch, "value")}
     keys = jax.random.split(key_target, config.batch_size)
     losses, metrics = jax.vmap(sequence_loss, in_axes=(None, None, 0, 0, None))(
         params, target_value, batch, keys, env_steps)
@@ -299,15 +350,21 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     batch = replay.sample_sequences(state.buffer, key_sample, config.batch_size, sequence_length)
     grads, metrics = jax.grad(batch_loss, has_aux=True)(
         state.params, state.target_value, batch, key_loss, state.env_steps)
-    params, opt_states = state.params, dict(state.opt_states)
+    steps = state.env_steps
+    opt_states = dict(state.opt_states)
+    grads, opt_states[GRADIENT_FAULTS] = gradient_faults.update(
+        grads, opt_states[GRADIENT_FAULTS], state.params, step=steps)
+    updates = {}
     for path in paths:
-      component_params = get_path(params, path)
-      updates, opt_states[path] = optimisers[path].update(
-          get_path(grads, path), opt_states[path], component_params)
-      params = set_path(params, path, optax.apply_updates(component_params, updates))
+      component_updates, opt_states[path] = optimisers[path].update(
+          get_path(grads, path), opt_states[path], get_path(state.params, path), step=steps)
+      updates = set_path(updates, path, component_updates)
+    updates, opt_states[UPDATE_FAULTS] = update_faults.update(
+        updates, opt_states[UPDATE_FAULTS], state.params, step=steps)
+    params = optax.apply_updates(state.params, updates)
     target_value = optax.incremental_update(params["value"], state.target_value,
                                             config.target_tau)
-    metrics["grad_norm/total"] = optax.global_norm(grads)
+    metrics["grad_norm/total"] = optax.tree.norm(grads)
     return state.replace(params=params, opt_states=opt_states, target_value=target_value), metrics
 
   # -- one vectorised environment step plus its updates ----------------------------------------
@@ -318,14 +375,15 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     epsilon = config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
     epsilon = jnp.where(state.env_steps < config.learning_starts, 1.0, epsilon)
     plan = jax.vmap(act, in_axes=(None, None, 0, 0, None, None, None))(
-        agent, state.params, jax.random.split(key_act, num_envs), state.obs,
+        acting_agent, state.params, jax.random.split(key_act, num_envs), state.obs,
         agent_config.horizon, EPSILON, epsilon)
     obs_next, env_state, reward, terminated, truncated, info = batched_step(
         jax.random.split(key_env, num_envs), state.env_state, plan.action, env_params)
     obs_next = obs_next.reshape(num_envs, -1).astype(jnp.float32)
     final_obs = info["final_observation"].reshape(num_envs, -1).astype(jnp.float32)
+    reached_goal = info.get("reached_goal", jnp.full((num_envs,), -1, jnp.int32))
     buffer = replay.add(state.buffer, state.obs, plan.planner_action, reward.astype(jnp.float32),
-                        terminated, truncated, final_obs)
+                        terminated, truncated, final_obs, reached_goal)
     done = jnp.logical_or(terminated, truncated)
     episode_return = state.running_return + reward
     state = state.replace(

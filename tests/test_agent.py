@@ -100,7 +100,8 @@ def test_buffer_sequences_are_contiguous_and_never_cross_the_write_position():
   for t in range(9):  # wraps: holds steps 3..8
     value = jnp.full((2,), float(t))
     buffer = replay.add(buffer, value[:, None], jnp.zeros(2, jnp.int32), value,
-                        jnp.zeros(2, bool), jnp.zeros(2, bool), value[:, None] + 1)
+                        jnp.zeros(2, bool), jnp.zeros(2, bool), value[:, None] + 1,
+                        jnp.full(2, -1, jnp.int32))
   assert int(buffer.size) == 6
   batch = replay.sample_sequences(buffer, jax.random.key(0), 256, 3)
   rewards = np.asarray(batch["reward"])
@@ -231,3 +232,11 @@ def test_evaluate_trajectories_are_consistent(tiny_train_config):
   np.testing.assert_array_equal(run(jax.random.key(1), 2).action, traj.action)
   run(jax.random.key(1), 1)
   assert run._cache_size() == 1
+
+
+def test_n_step_targets_treat_terminal_time_limit_steps_as_terminal():
+  # gymnasium's classic control may report terminated and truncated on the same step.
+  reward = jnp.array([1.0, 1.0, 1.0])
+  both = jnp.array([False, True, False])
+  targets = n_step_targets(reward, both, both, jnp.full(3, 100.0), 3, 0.5, 1)
+  np.testing.assert_allclose(targets, [1.5], rtol=1e-6)

@@ -1,0 +1,338 @@
+"""A small text grammar for weight faults, for the command line and sweep configs.
+
+Grammar::
+
+  spec   := fault ( ";" fault )*            several faults compose, applied left to right
+  fault  := target ":" name [ "(" [ arg ( "," arg )* ] ")" ]
+  target := pattern ( "+" pattern )*        component paths or globs, see faults.paths
+  arg    := param "=" value                 number, true/false, a bare word or a quoted string
+
+Examples::
+
+  value:gaussian(scale=0.5)
+  world_model/dynamics:bitflip(rate=1e-4, bits=exponent)
+  value+world_model/reward:swap(run=runs/goal2)
+  world_model/*:ablate()
+  value:signflip(); world_model/reward:gaussian(scale=0.1, relative=true)
+
+Whitespace around tokens is ignored. Values containing ``, ; ( )`` or spaces must be quoted
+(``run='runs/a b'``). The ``run`` of ``swap`` and ``interpolate`` is resolved by the
+``load_reference(run) -> params`` callable given to :func:`parse_fault_spec`; ``reinit`` uses its
+``init_params``. Every malformed spec raises a ``ValueError`` that names the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from mbrl_drift.faults import weight
+from mbrl_drift.faults.paths import split_pattern
+
+Params = Any
+
+
+class _Required:
+  """Marker for a parameter without default."""
+
+  def __repr__(self) -> str:
+    return "<required>"
+
+
+REQUIRED = _Required()
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamInfo:
+  """One parameter of a spec fault: its name, type, default and description."""
+
+  name: str
+  kind: str  # "float", "bool", "choice" or "str"
+  default: Any
+  doc: str
+  choices: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultInfo:
+  """A fault of the spec grammar: ``name``, ``params`` (name -> default or ``REQUIRED``), ``doc``.
+  """
+
+  name: str
+  params: dict[str, Any]
+  doc: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  doc: str
+  params: tuple[ParamInfo, ...]
+  build: Callable[..., weight.Fault]
+
+
+def _build_reference(factory: Callable[[str, Params], weight.Fault]) -> Callable[..., weight.Fault]:
+
+  def build(target: str, run: str, *, load_reference: Callable[[str], Params] | None,
+            init_params: Any, name: str) -> weight.Fault:
+    del init_params
+    if load_reference is None:
+      raise ValueError(f"fault {name!r} needs a load_reference(run) callable to load {run!r}")
+    fault = factory(target, load_reference(run))
+    return fault.replace(options=fault.options + (("run", run),))
+
+  return build
+
+
+def _build_reinit(target: str, *, load_reference: Any, init_params: Any,
+                  name: str) -> weight.Fault:
+  del load_reference
+  if init_params is None:
+    raise ValueError(f"fault {name!r} needs init_params (parameters or an init_fn(key) callable)")
+  return weight.reinitialize(target, init_params)
+
+
+def _plain(factory: Callable[..., weight.Fault]) -> Callable[..., weight.Fault]:
+
+  def build(target: str, *, load_reference: Any, init_params: Any, name: str,
+            **kwargs: Any) -> weight.Fault:
+    del load_reference, init_params, name
+    return factory(target, **kwargs)
+
+  return build
+
+
+_RUN = ParamInfo("run", "str", REQUIRED, "checkpoint to load with load_reference")
+
+_REGISTRY: dict[str, _Entry] = {
+    "gaussian": _Entry(
+        "additive Gaussian weight noise, std scale*severity (times tensor RMS if relative)",
+        (ParamInfo("scale", "float", 0.1, "noise std at severity 1"),
+         ParamInfo("relative", "bool", False, "scale by each tensor's RMS")),
+        _plain(weight.gaussian_noise)),
+    "bitflip": _Entry(
+        "flip float bits, each with probability rate*severity (may give Inf/NaN)",
+        (ParamInfo("rate", "float", 1e-3, "per-bit flip probability at severity 1"),
+         ParamInfo("bits", "choice", "any", "which bits", weight.BIT_GROUPS)),
+        _plain(weight.bit_flip)),
+    "stuck": _Entry(
+        "a fraction severity of the weights stuck at value",
+        (ParamInfo("value", "float", 0.0, "stuck value"),),
+        _plain(weight.stuck_at)),
+    "ablate": _Entry(
+        "silence a fraction severity of each network's hidden units",
+        (), _plain(weight.unit_ablation)),
+    "scale": _Entry(
+        "scale the output layer by 1 + severity*(factor - 1)",
+        (ParamInfo("factor", "float", REQUIRED, "output scale at severity 1"),),
+        _plain(weight.output_scale)),
+    "signflip": _Entry(
+        "multiply the output layer by 1 - 2*severity (negated at 1)",
+        (), _plain(weight.sign_flip)),
+    "reinit": _Entry(
+        "move toward freshly initialised parameters by fraction severity",
+        (), _build_reinit),
+    "interpolate": _Entry(
+        "move toward a checkpoint's parameters by fraction severity (e.g. the base model)",
+        (_RUN,), _build_reference(weight.interpolate)),
+    "swap": _Entry(
+        "replace by the same component of another checkpoint (blend below severity 1)",
+        (_RUN,), _build_reference(weight.swap)),
+}
+
+
+def list_faults() -> list[FaultInfo]:
+  """The faults of the spec grammar.
+
+  Returns:
+    One :class:`FaultInfo` per fault name, sorted by name; parameters without a default map to
+    ``REQUIRED``.
+  """
+  return [FaultInfo(name, {p.name: p.default for p in entry.params}, entry.doc)
+          for name, entry in sorted(_REGISTRY.items())]
+
+
+def describe_faults() -> str:
+  """A formatted table of the spec faults with their parameters and defaults, plus the syntax."""
+  rows = []
+  for name, entry in sorted(_REGISTRY.items()):
+    params = ", ".join(
+        f"{p.name}={'|'.join(p.choices)} ({p.default})" if p.choices else
+        f"{p.name}={_show(p.default)}" for p in entry.params)
+    rows.append((name, params or "-", entry.doc))
+  widths = [max(len(row[i]) for row in rows + [("fault", "parameters", "")]) for i in range(2)]
+  lines = [f"{'fault':<{widths[0]}}  {'parameters':<{widths[1]}}  description",
+           f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 11}"]
+  lines += [f"{n:<{widths[0]}}  {p:<{widths[1]}}  {d}" for n, p, d in rows]
+  lines += ["",
+            "syntax: TARGET:FAULT(param=value, ...); TARGET:FAULT(...)  (';' composes in order)",
+            "TARGET: component paths or globs joined by '+', e.g. value+world_model/reward, "
+            "world_model/*"]
+  return "\n".join(lines)
+
+
+def _show(default: Any) -> str:
+  if default is REQUIRED:
+    return "<required>"
+  if isinstance(default, bool):
+    return str(default).lower()
+  return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_top_level(text: str, separator: str, context: str) -> list[str]:
+  """Splits on ``separator`` outside quotes and parentheses; checks both are balanced."""
+  parts, depth, quote, start = [], 0, None, 0
+  for i, char in enumerate(text):
+    if quote:
+      if char == quote:
+        quote = None
+    elif char in "'\"":
+      quote = char
+    elif char == "(":
+      depth += 1
+    elif char == ")":
+      depth -= 1
+      if depth < 0:
+        raise ValueError(f"unbalanced parentheses in {context!r}: unexpected ')' at position {i}")
+    elif char == separator and depth == 0:
+      parts.append(text[start:i])
+      start = i + 1
+  if quote:
+    raise ValueError(f"unterminated quote {quote} in {context!r}")
+  if depth != 0:
+    raise ValueError(f"unbalanced parentheses in {context!r}: {depth} unclosed '('")
+  parts.append(text[start:])
+  return parts
+
+
+def _unquote(value: str) -> str:
+  if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+    return value[1:-1]
+  return value
+
+
+def _convert(fault: str, param: ParamInfo, raw: str) -> Any:
+  text = _unquote(raw.strip())
+  if param.kind == "float":
+    try:
+      value = float(text)
+    except ValueError:
+      raise ValueError(f"fault {fault!r} parameter {param.name!r}: expected a number, "
+                       f"got {raw.strip()!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+      raise ValueError(f"fault {fault!r} parameter {param.name!r}: expected a finite number, "
+                       f"got {raw.strip()!r}")
+    return value
+  if param.kind == "bool":
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+      return True
+    if lowered in ("false", "0", "no"):
+      return False
+    raise ValueError(f"fault {fault!r} parameter {param.name!r}: expected true or false, "
+                     f"got {raw.strip()!r}")
+  if param.kind == "choice":
+    if text not in param.choices:
+      raise ValueError(f"fault {fault!r} parameter {param.name!r}: {text!r} is not one of "
+                       f"{', '.join(param.choices)}")
+    return text
+  if not text:
+    raise ValueError(f"fault {fault!r} parameter {param.name!r}: empty value")
+  return text
+
+
+def _parse_one(text: str, load_reference: Any, init_params: Any) -> weight.Fault:
+  stripped = text.strip()
+  if not stripped:
+    raise ValueError("empty fault in spec (check for a stray ';')")
+  if ":" not in stripped:
+    raise ValueError(f"missing ':' in fault {stripped!r}; expected TARGET:FAULT(param=value, ...), "
+                     "e.g. value:gaussian(scale=0.5)")
+  target, call = (part.strip() for part in stripped.split(":", 1))
+  if not target:
+    raise ValueError(f"missing target before ':' in {stripped!r}")
+  split_pattern(target)  # raises a ValueError naming the bad term
+  if "(" in call:
+    name, _, rest = call.partition("(")
+    name = name.strip()
+    _split_top_level("(" + rest, ",", stripped)  # raises on unbalanced parentheses or quotes
+    rest = rest.rstrip()
+    if not rest.endswith(")"):
+      raise ValueError(f"unexpected text after ')' in {stripped!r}")
+    args_text = rest[:-1]
+    if _has_unquoted_parenthesis(args_text):
+      raise ValueError(f"unexpected parenthesis inside the arguments of {stripped!r} "
+                       "(quote values that contain parentheses)")
+  elif ")" in call:
+    raise ValueError(f"unbalanced parentheses in {stripped!r}: ')' without '('")
+  else:
+    name, args_text = call, ""
+  if not name:
+    raise ValueError(f"missing fault name after ':' in {stripped!r}")
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown fault {name!r} in {stripped!r}; known faults: "
+                     f"{', '.join(sorted(_REGISTRY))}")
+  entry = _REGISTRY[name]
+  allowed = {p.name: p for p in entry.params}
+  kwargs: dict[str, Any] = {}
+  if args_text.strip():
+    for arg in _split_top_level(args_text, ",", stripped):
+      if not arg.strip():
+        raise ValueError(f"empty argument in {stripped!r} (check for a stray ',')")
+      if "=" not in arg:
+        raise ValueError(f"argument {arg.strip()!r} in {stripped!r} is not param=value; "
+                         f"parameters of {name!r}: {', '.join(allowed) or 'none'}")
+      key, raw = (part.strip() for part in arg.split("=", 1))
+      if key not in allowed:
+        raise ValueError(f"fault {name!r} has no parameter {key!r}; allowed: "
+                         f"{', '.join(allowed) or 'none'}")
+      if key in kwargs:
+        raise ValueError(f"parameter {key!r} given twice in {stripped!r}")
+      kwargs[key] = _convert(name, allowed[key], raw)
+  for param in entry.params:
+    if param.name not in kwargs:
+      if param.default is REQUIRED:
+        raise ValueError(f"fault {name!r} requires parameter {param.name!r} in {stripped!r}")
+      kwargs[param.name] = param.default
+  return entry.build(target, load_reference=load_reference, init_params=init_params, name=name,
+                     **kwargs)
+
+
+def _has_unquoted_parenthesis(text: str) -> bool:
+  quote = None
+  for char in text:
+    if quote:
+      quote = None if char == quote else quote
+    elif char in "'\"":
+      quote = char
+    elif char in "()":
+      return True
+  return False
+
+
+def parse_fault_spec(spec: str, load_reference: Callable[[str], Params] | None = None,
+                     init_params: Params | Callable[[Any], Params] | None = None) -> weight.Fault:
+  """Parses a fault spec (grammar in the module docstring) into a :class:`~weight.Fault`.
+
+  Args:
+    spec: e.g. ``"value:gaussian(scale=0.5); world_model/*:ablate()"``.
+    load_reference: ``load_reference(run) -> params``, needed by ``swap`` and ``interpolate``.
+    init_params: initial parameters or ``init_fn(key) -> params``, needed by ``reinit``.
+
+  Returns:
+    The fault; several ``;``-separated faults are combined with :func:`~weight.compose`.
+
+  Raises:
+    ValueError: for a malformed spec: missing colon, unknown fault (listing the known ones),
+      unknown parameter (listing the allowed ones), bad or missing value, unbalanced parentheses
+      or quotes, a malformed target, or a reference fault without its loader.
+  """
+  if not isinstance(spec, str):
+    raise ValueError(f"fault spec must be a string, got {type(spec).__name__}")
+  faults = [_parse_one(part, load_reference, init_params)
+            for part in _split_top_level(spec, ";", spec)]
+  return faults[0] if len(faults) == 1 else weight.compose(*faults)

@@ -1,0 +1,103 @@
+"""Training runs on disk: CLI, checkpoints, resume, bad input."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from mbrl_drift import checkpoint as ckpt
+from mbrl_drift.cli import main
+from mbrl_drift.runs import load_run, train_run
+
+TINY_FLAGS = ["--env", "GoalGrid-OpenRoom", "--steps", "256", "--num-envs", "8",
+              "--buffer-size", "256", "--batch-size", "8", "--learning-starts", "64",
+              "--num-chunks", "2", "--eval-episodes", "8", "--agent-latent-dim", "8",
+              "--agent-hidden-dim", "16", "--agent-num-layers", "1", "--agent-horizon", "1",
+              "--agent-max-horizon", "2", "--quiet"]
+
+
+def test_cli_train_writes_a_complete_run_and_resume_is_exact(tmp_path, capsys):
+  out = tmp_path / "run"
+  assert main(["train", "--seeds", "2", "--out", str(out), *TINY_FLAGS]) == 0
+  printed = capsys.readouterr().out
+  assert "intended_success" in printed and "env steps per seed: 256" in printed
+  for name in ("config.json", "checkpoint.npz", "metrics.jsonl", "summary.json"):
+    assert (out / name).exists(), name
+  rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["chunk"], r["seed"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+  assert all(np.isfinite(r["loss/value"]) for r in rows)
+
+  # Running again without --resume refuses to overwrite.
+  assert main(["train", "--seeds", "2", "--out", str(out), *TINY_FLAGS]) == 2
+  assert "already holds a run" in capsys.readouterr().err
+
+  run = load_run(out)
+  assert run.num_seeds == 2 and run.config.env == "GoalGrid-OpenRoom"
+  assert jax.tree.leaves(run.params)[0].shape[0] == 2
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_train_config):
+  whole, partial = tmp_path / "whole", tmp_path / "partial"
+  train_run(tiny_train_config, 1, whole, progress=False)
+  summary = train_run(tiny_train_config, 1, partial, progress=False, max_chunks=1)
+  assert not summary["finished"] and summary["chunks_done"] == 1
+  summary = train_run(tiny_train_config, 1, partial, resume=True, progress=False)
+  assert summary["finished"]
+  resumed, finished = load_run(partial).state, load_run(whole).state
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(finished)):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      a, b = jax.random.key_data(a), jax.random.key_data(b)
+    np.testing.assert_array_equal(a, b)
+  assert (partial / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, tiny_train_config):
+  from mbrl_drift.config import replace
+  train_run(tiny_train_config, 1, tmp_path, progress=False)
+  with pytest.raises(ValueError, match="cannot resume"):
+    train_run(replace(tiny_train_config, batch_size=4), 1, tmp_path, resume=True, progress=False)
+
+
+def test_corrupted_and_mismatched_checkpoints_give_clear_errors(tmp_path):
+  state = {"a": np.arange(3.0), "b": {"c": np.ones((2, 2), np.int32)},
+           "key": jax.random.key(0)}
+  path = tmp_path / "c.npz"
+  ckpt.save_checkpoint(path, state, {"note": "x"})
+  template = jax.tree.map(lambda x: x, state)
+  loaded, header = ckpt.load_checkpoint(path, template)
+  assert header == {"note": "x"}
+  np.testing.assert_array_equal(loaded["b"]["c"], state["b"]["c"])
+  np.testing.assert_array_equal(jax.random.key_data(loaded["key"]),
+                                jax.random.key_data(state["key"]))
+
+  with pytest.raises(ckpt.CheckpointError, match=r"leaf \['a'\] has shape \(3,\)"):
+    ckpt.load_checkpoint(path, {**template, "a": np.zeros(4)})
+  with pytest.raises(ckpt.CheckpointError, match="missing leaf"):
+    ckpt.load_checkpoint(path, {**template, "extra": np.zeros(1)})
+  with pytest.raises(ckpt.CheckpointError, match="no checkpoint"):
+    ckpt.load_checkpoint(tmp_path / "none.npz", template)
+
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2])
+  with pytest.raises(ckpt.CheckpointError, match="corrupted"):
+    ckpt.load_checkpoint(path, template)
+  path.write_bytes(b"not a zip file at all")
+  with pytest.raises(ckpt.CheckpointError, match="corrupted"):
+    ckpt.load_checkpoint(path, template)
+
+
+def test_load_run_on_a_directory_without_a_run(tmp_path):
+  with pytest.raises(ckpt.CheckpointError, match="holds no run"):
+    load_run(tmp_path)
+
+
+def test_cli_rejects_invalid_config_with_the_field_name(capsys):
+  assert main(["train", "--out", "unused", "--env", "GoalGrid-OpenRoom", "--batch-size", "0"]) == 2
+  assert "batch_size" in capsys.readouterr().err
+
+
+def test_cli_lists_environments(capsys):
+  assert main(["envs"]) == 0
+  out = capsys.readouterr().out
+  assert "GoalGrid-FourRooms" in out and "mbrl_drift/CartPole-v0" in out
