@@ -9,8 +9,8 @@ carries a percentile bootstrap interval (``<key>_ci_low`` / ``<key>_ci_high``).
 Grid worlds with a tabular export (``env.tabular``) get exact MEG over goals and cells;
 continuous goal environments with ``env.distance_to_goals`` (PointGoals) get the heading
 analogue. The goal-structured summary ``goal/coherence``, ``goal/inferred_goal``,
-``goal/margin`` comes from whichever applies, so :func:`~mbrl_drift.metrics.labels.
-classify_failure` reads both alike.
+``goal/margin`` comes from whichever applies, so
+:func:`~mbrl_drift.metrics.labels.classify_failure` reads both alike.
 
 The planning tables behind MEG cost a few seconds to build: build a :class:`TabularContext` once
 per environment and parameters (:func:`tabular_context`) and pass it to every call.
@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from envs import oracles
 from mbrl_drift.metrics import goal_directedness as gd
 from mbrl_drift.metrics import outcomes as outcomes_lib
 from mbrl_drift.metrics import policy_compare
@@ -123,8 +124,6 @@ def reference_policies(context: TabularContext, gamma: float = gd.DEFAULT_GAMMA
   Returns:
     ``{"uniform": ..., "oracle_<goal>": ...}``; add ``"base"`` and ``"healthy"`` yourself.
   """
-  from envs import oracles  # pylint: disable=import-outside-toplevel
-
   mdp = context.mdp
   references = {"uniform": policy_compare.uniform_policy(mdp.num_states, mdp.num_actions)}
   oracle = oracles.policy_for_all_goals(mdp, gamma)

@@ -10,6 +10,9 @@ policy::
   MEG_g = max_beta  E[ sum_t log pi_beta(a_t|s_t; g) + log|A| ]          (nats, >= 0 up to noise)
 
 summed over the valid steps of every episode (the expectation is the average over episodes).
+Soft value iteration follows ``envs.oracles.soft_value_iteration`` exactly, terminal convention
+included: by default terminal states keep earning the maximal entropy, as in the fixed-horizon
+view of MacDermott et al., so that ending an episode never costs entropy.
 It is 0 for a policy that is no better explained by ``U_g`` than by chance and grows with the
 number of steps that ``U_g`` predicts confidently.
 

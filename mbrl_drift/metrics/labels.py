@@ -8,8 +8,8 @@ rule looked at:
    unfaulted agent's (``healthy_metrics``), or at least ``intact_min_success`` when no healthy
    reference is given.
 2. **reverted** (only when the metrics hold ``reference/base`` and ``reversion/coefficient``):
-   the nearest reference policy (smallest ``reference/<name>`` JS distance) is the base policy and the reversion coefficient is at most
-   ``reverted_max_coefficient``.
+   the nearest reference policy (smallest ``reference/<name>`` JS distance) is the base policy
+   and the reversion coefficient is at most ``reverted_max_coefficient``.
 3. **coherent**: competent pursuit of something else, either a goal (coherence ``C >=
    coherent_min_coherence``, the inferred goal is not the intended one, and at least
    ``coherent_min_off_target`` of the episodes end at one non-intended goal) or a place (at

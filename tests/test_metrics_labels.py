@@ -1,0 +1,155 @@
+"""Failure labels on constructed metric dicts."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mbrl_drift.metrics import labels
+
+
+def metrics(**changes):
+  """An intact-looking condition (intended goal 0 reached 95% of the time), with changes."""
+  base = {
+      "task/intended_goal": 0,
+      "outcome/intended_success": 0.95,
+      "outcome/off_target_mass": 0.02,
+      "outcome/off_target_goal": 1,
+      "outcome/p_timeout": 0.03,
+      "outcome/loop_rate": 0.05,
+      "outcome/path_efficiency": 0.9,
+      "goal/coherence": 0.95,
+      "goal/inferred_goal": 0,
+      "endpoint/top_share": 0.95,
+      "endpoint/top_goal": 0,
+      "cell/coherence": 0.95,
+  }
+  base.update(changes)
+  return base
+
+
+HEALTHY = {"outcome/intended_success": 1.0}
+
+
+def test_intact_relative_to_the_healthy_agent():
+  result = labels.classify_failure(metrics(), healthy_metrics=HEALTHY)
+  assert result.label == "intact"
+  assert result.evidence["healthy/intended_success"] == 1.0
+  assert "0.95" in str(result) and "0.90" in str(result)
+  label, reasons = result
+  assert label == "intact" and reasons == result.reasons
+
+
+def test_intact_without_healthy_metrics_uses_the_absolute_bar():
+  assert labels.classify_failure(metrics()).label == "intact"
+  assert labels.classify_failure(metrics(**{"outcome/intended_success": 0.7})).label != "intact"
+
+
+def test_small_loss_relative_to_a_weak_healthy_agent_is_still_intact():
+  weak = {"outcome/intended_success": 0.5}
+  result = labels.classify_failure(metrics(**{"outcome/intended_success": 0.46}),
+                                   healthy_metrics=weak)
+  assert result.label == "intact"
+
+
+def test_coherent_pursuit_of_another_goal():
+  condition = metrics(**{
+      "outcome/intended_success": 0.0, "outcome/off_target_mass": 0.9,
+      "goal/coherence": 0.93, "goal/inferred_goal": 1, "endpoint/top_goal": 1})
+  result = labels.classify_failure(condition, healthy_metrics=HEALTHY)
+  assert result.label == "coherent"
+  assert "goal 1" in str(result) and "0.93" in str(result)
+  assert result.evidence["goal/coherence"] == pytest.approx(0.93)
+
+
+def test_coherent_gathering_at_a_place_that_is_no_goal():
+  condition = metrics(**{
+      "outcome/intended_success": 0.0, "outcome/off_target_mass": 0.0,
+      "outcome/p_timeout": 1.0, "goal/coherence": 0.05, "goal/inferred_goal": 2,
+      "endpoint/top_share": 0.97, "endpoint/top_goal": -1, "cell/coherence": 0.96})
+  result = labels.classify_failure(condition, healthy_metrics=HEALTHY)
+  assert result.label == "coherent"
+  assert "no goal" in str(result)
+  # Without per-cell evidence of purpose, the concentration alone still counts; with weak
+  # per-cell coherence it does not.
+  weak_cells = dict(condition, **{"cell/coherence": 0.1})
+  assert labels.classify_failure(weak_cells, healthy_metrics=HEALTHY).label == "incoherent"
+
+
+def test_incoherent_wandering():
+  condition = metrics(**{
+      "outcome/intended_success": 0.1, "outcome/off_target_mass": 0.1,
+      "outcome/p_timeout": 0.8, "outcome/loop_rate": 0.9, "outcome/path_efficiency": 0.1,
+      "goal/coherence": 0.02, "endpoint/top_share": 0.1, "endpoint/top_goal": -1,
+      "cell/coherence": 0.05})
+  result = labels.classify_failure(condition, healthy_metrics=HEALTHY)
+  assert result.label == "incoherent"
+  text = str(result)
+  assert "0.02" in text and "80%" in text and "90%" in text
+
+
+def test_reverted_to_the_base_policy():
+  condition = metrics(**{
+      "outcome/intended_success": 0.2, "outcome/off_target_mass": 0.7,
+      "goal/coherence": 0.8, "goal/inferred_goal": 1, "endpoint/top_goal": 1,
+      "reference/base": 0.05, "reference/healthy": 0.6, "reference/uniform": 0.5,
+      "reversion/coefficient": 0.05, "reversion/residual": 0.01})
+  result = labels.classify_failure(condition, healthy_metrics=HEALTHY)
+  assert result.label == "reverted"
+  assert result.evidence["reference/base"] == pytest.approx(0.05)
+  # Far along the path to the fine-tuned policy: not a reversion (here: coherent).
+  moved = dict(condition, **{"reversion/coefficient": 0.6})
+  assert labels.classify_failure(moved, healthy_metrics=HEALTHY).label == "coherent"
+  # Nearest to the uniform policy: not a reversion either.
+  uniform = dict(condition, **{"reference/uniform": 0.01})
+  assert labels.classify_failure(uniform, healthy_metrics=HEALTHY).label == "coherent"
+
+
+def test_mixed_when_no_signature_fits():
+  condition = metrics(**{
+      "outcome/intended_success": 0.5, "outcome/off_target_mass": 0.2,
+      "goal/coherence": 0.4, "endpoint/top_share": 0.4})
+  assert labels.classify_failure(condition, healthy_metrics=HEALTHY).label == "mixed"
+
+
+def test_thresholds_are_configurable():
+  condition = metrics(**{
+      "outcome/intended_success": 0.5, "outcome/off_target_mass": 0.2,
+      "goal/coherence": 0.4, "endpoint/top_share": 0.4})
+  lenient = labels.FailureThresholds(intact_relative_success=0.5)
+  assert labels.classify_failure(condition, lenient, HEALTHY).label == "intact"
+  strict_incoherence = labels.FailureThresholds(incoherent_max_coherence=0.45,
+                                                coherent_min_coherence=0.6)
+  assert labels.classify_failure(condition, strict_incoherence, HEALTHY).label == "incoherent"
+
+
+def test_array_valued_metrics_are_accepted():
+  condition = {key: np.asarray(value) for key, value in metrics().items()}
+  assert labels.classify_failure(condition).label == "intact"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("intact_relative_success", 1.5), ("coherent_min_coherence", -0.1),
+    ("incoherent_max_coherence", "low")])
+def test_invalid_thresholds_name_the_field(field, value):
+  with pytest.raises(ValueError, match=field):
+    labels.FailureThresholds(**{field: value})
+
+
+def test_incoherence_bar_must_be_below_coherence_bar():
+  with pytest.raises(ValueError, match="incoherent_max_coherence"):
+    labels.FailureThresholds(incoherent_max_coherence=0.6, coherent_min_coherence=0.5)
+
+
+def test_thresholds_are_frozen():
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    labels.FailureThresholds().coherent_min_coherence = 0.1  # type: ignore[misc]
+
+
+def test_missing_keys_are_named():
+  condition = metrics()
+  del condition["goal/coherence"]
+  with pytest.raises(ValueError, match="goal/coherence"):
+    labels.classify_failure(condition)
+  with pytest.raises(ValueError, match="healthy_metrics"):
+    labels.classify_failure(metrics(), healthy_metrics={})
