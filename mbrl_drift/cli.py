@@ -86,6 +86,111 @@ def _cmd_envs(args: argparse.Namespace) -> int:
   return 0
 
 
+def _parse_list(text: str, kind: type, flag: str) -> list:
+  try:
+    return [kind(item) for item in text.split(",") if item.strip()]
+  except ValueError:
+    raise ValueError(f"{flag}: expected comma-separated {kind.__name__} values, got {text!r}")
+
+
+def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
+                       intended_goal: int) -> str:
+  """The headline table: outcomes (means over seeds), coherence and failure label per condition."""
+  other_goals = [k for k in range(len(goal_names)) if k != intended_goal]
+  with_behaviour = bool(rows) and "behaviour" in rows[0]
+  header = (f"{'fault':<44} {'sev':>6} {'H':>2} {'policy':<9} {'success':>7} "
+            + "".join(f"{'->' + goal_names[k]:>6} " for k in other_goals)
+            + f"{'timeout':>7} {'return':>7} {'nonfinite':>9}")
+  if with_behaviour:
+    header += f" {'C':>5} {'goal*':>5} {'label':<10}"
+  lines = [header, "-" * len(header)]
+  for row in rows:
+    fault = row["fault"] if len(row["fault"]) <= 44 else row["fault"][:41] + "..."
+    nonfinite = (f"{row['nonfinite/episodes']}ep/{row['nonfinite/params']}p"
+                 if row["nonfinite/episodes"] or row["nonfinite/params"] else "0")
+    line = (f"{fault:<44} {row['severity']:>6.3g} {row['horizon']:>2} {row['policy']:<9} "
+            f"{row['outcome/intended_success']:>7.3f} "
+            + "".join(f"{row[f'outcome/reach_goal_{k}']:>6.3f} " for k in other_goals)
+            + f"{row['outcome/timeout']:>7.3f} {row['outcome/mean_return']:>7.3f} {nonfinite:>9}")
+    if with_behaviour:
+      behaviour = row["behaviour"]
+      inferred = int(behaviour["goal/inferred_goal"])
+      line += (f" {behaviour['goal/coherence']:>5.2f} "
+               f"{goal_names[inferred] if 0 <= inferred < len(goal_names) else '-':>5} "
+               f"{row['label']:<10}")
+    lines.append(line)
+  legend = ("success: share of episodes ending at the intended goal; ->X: share ending at goal "
+            "X; C: goal-directedness (MEG coherence, 0 aimless .. 1 optimal for some goal); "
+            "goal*: goal inferred from behaviour; label: failure label from the metrics")
+  return "\n".join(lines + ["", legend])
+
+
+def _cmd_faults(args: argparse.Namespace) -> int:
+  from mbrl_drift.faults import describe_faults
+
+  print(describe_faults())
+  return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+  import jax
+
+  from mbrl_drift.checkpoint import atomic_write_json
+  from mbrl_drift.fault_evaluation import calibrate_fault, evaluate_conditions, parse_faults
+  from mbrl_drift.runs import enable_compilation_cache, load_run
+
+  enable_compilation_cache()
+  run = load_run(args.run)
+  specs = list(args.fault or [])
+  severities = _parse_list(args.severity, float, "--severity")
+  if 0.0 not in severities:
+    severities = [0.0] + severities  # severity 0 of every fault is the intact agent
+  faults = parse_faults(run, specs) if specs else [None]
+  labels = specs if specs else ["intact"]
+  horizons = _parse_list(args.horizon, int, "--horizon") if args.horizon else None
+  policies = [p.strip() for p in args.policy.split(",") if p.strip()]
+  key = jax.random.key(args.seed)
+  calibration = {}
+  if args.match_drop is not None:
+    # Matched damage: one calibrated severity per fault, evaluated at every horizon and policy.
+    for spec, fault in zip(specs, faults[1:]):
+      result = calibrate_fault(run, fault, args.match_drop,
+                               horizon=horizons[0] if horizons else None, policy=policies[0],
+                               num_episodes=args.episodes, key=key)
+      calibration[spec] = result
+      print(f"calibrated {spec}: severity {result.severity:.4g} gives a success drop of "
+            f"{result.drop:.3f} (target {args.match_drop}, reached: {result.reached})")
+    calibrated = [calibration[spec].severity for spec in specs]
+    results = evaluate_conditions(run, faults, [0.0, *calibrated], horizons, policies,
+                                  args.episodes, key, fault_labels=labels)
+    # Keep severity 0 once (the intact agent) and each fault at its own calibrated severity.
+    rows = [row for row in results.rows(run.trainer.env, run.trainer.env_params)
+            if row["severity"] == 0.0 and row["fault"] == labels[0]
+            or row["severity"] != 0.0 and row["severity"] == calibration[row["fault"]].severity]
+  else:
+    results = evaluate_conditions(run, faults, severities, horizons, policies, args.episodes,
+                                  key, fault_labels=labels)
+    rows = [row for row in results.rows(run.trainer.env, run.trainer.env_params) if row["severity"] != 0.0 or row["fault"] == labels[0]]
+  for row in rows:
+    if row["severity"] == 0.0:
+      row["fault"] = "intact"
+  env = run.trainer.env
+  intended = int(getattr(run.trainer.env_params, "intended_goal", -1))
+  print(f"run {args.run}: {run.config.env}, {run.num_seeds} seeds, {args.episodes} episodes per "
+        f"seed and condition (outcomes are means over seeds)")
+  goal_names = list(getattr(env, "goal_names", [str(k) for k in
+                                                range(int(getattr(env, "num_goals", 0)))]))
+  print(_format_conditions(rows, goal_names, intended))
+  if args.json:
+    atomic_write_json(args.json, {
+        "run": str(args.run), "env": run.config.env, "episodes": args.episodes,
+        "calibration": {spec: dataclasses.asdict(result) if dataclasses.is_dataclass(result)
+                        else str(result) for spec, result in calibration.items()},
+        "conditions": rows})
+    print(f"wrote {args.json}")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="mbrl-drift",
@@ -108,6 +213,29 @@ def build_parser() -> argparse.ArgumentParser:
 
   envs_cmd = commands.add_parser("envs", help="list the registered environments")
   envs_cmd.set_defaults(handler=_cmd_envs)
+
+  faults_cmd = commands.add_parser("faults", help="list every fault with its parameters")
+  faults_cmd.set_defaults(handler=_cmd_faults)
+
+  evaluate_cmd = commands.add_parser(
+      "evaluate", help="evaluate a trained run under faults, severities, horizons and policies")
+  evaluate_cmd.add_argument("--run", required=True, help="run directory (from `train`)")
+  evaluate_cmd.add_argument("--fault", action="append", metavar="SPEC",
+                            help="fault spec, repeatable (see `mbrl-drift faults`), e.g. "
+                                 "'value:gaussian(scale=0.5)'")
+  evaluate_cmd.add_argument("--severity", default="0,0.1,0.3,1",
+                            help="comma-separated severities (default 0,0.1,0.3,1)")
+  evaluate_cmd.add_argument("--horizon", default=None,
+                            help="comma-separated planning horizons (default: training horizon)")
+  evaluate_cmd.add_argument("--episodes", type=int, default=100, help="episodes per seed")
+  evaluate_cmd.add_argument("--policy", default="greedy",
+                            help="greedy, epsilon and/or boltzmann, comma-separated")
+  evaluate_cmd.add_argument("--match-drop", type=float, default=None,
+                            help="calibrate each fault's severity to this drop in intended-goal "
+                                 "success (matched damage) instead of --severity")
+  evaluate_cmd.add_argument("--seed", type=int, default=0, help="evaluation seed")
+  evaluate_cmd.add_argument("--json", default=None, help="write the results as JSON here")
+  evaluate_cmd.set_defaults(handler=_cmd_evaluate)
   return parser
 
 

@@ -25,8 +25,8 @@ def episode_limit(env_params: Any) -> int:
 def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: Any,
              key: jax.Array, num_episodes: int, horizon: jax.Array | int | None = None,
              mode: jax.Array | int = GREEDY, epsilon: jax.Array | float = 0.0,
-             temperature: jax.Array | float | None = None, max_steps: int | None = None
-             ) -> Trajectories:
+             temperature: jax.Array | float | None = None, max_steps: int | None = None,
+             record_obs: bool = True) -> Trajectories:
   """Runs ``num_episodes`` independent episodes of the planning agent.
 
   Each episode starts from ``env.reset`` (random starts where the env params ask for them) and
@@ -45,6 +45,8 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
     temperature: Boltzmann temperature (agent default when ``None``).
     max_steps: ``T``, static episode cap; ``env_params.max_steps`` when ``None`` (which then
       must be concrete).
+    record_obs: keep every observation; when False ``obs`` holds the first one only,
+      ``[N, 1, obs_dim]`` (large sweeps need only states, actions and outcomes).
 
   Returns:
     :class:`Trajectories` with ``N`` episodes of ``T`` steps.
@@ -93,8 +95,9 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
     (_, _, _, reached_goal, terminated, nonfinite), outputs = jax.lax.scan(
         step, init, jax.random.split(key_run, max_steps))
     obs, action, reward, valid, index, position = outputs
+    obs = jnp.concatenate([obs_0[None], obs])
     return Trajectories(
-        obs=jnp.concatenate([obs_0[None], obs]),
+        obs=obs if record_obs else obs[:1],
         action=action,
         reward=reward,
         valid=valid,

@@ -14,21 +14,23 @@ checkpoint with ``resume=True`` and produces exactly the numbers of an uninterru
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mbrl_drift import checkpoint as ckpt
+from mbrl_drift import faults
 from mbrl_drift.config import TrainConfig
 from mbrl_drift.evaluate import evaluate, outcome_summary
-from mbrl_drift.train import Trainer, TrainState, make_train
+from mbrl_drift.train import Trainer, TrainingHooks, TrainState, make_train
 
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
@@ -115,7 +117,8 @@ class _Progress:
 def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, seed: int = 0,
               resume: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None,
-              max_chunks: int | None = None) -> dict[str, Any]:
+              max_chunks: int | None = None, init_from: str | os.PathLike | None = None,
+              freeze: Sequence[str] = ()) -> dict[str, Any]:
   """Trains ``num_seeds`` seeds of one configuration in one vmapped call per chunk.
 
   Args:
@@ -128,6 +131,11 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     log: called with short status lines (e.g. ``print``).
     max_chunks: train at most this many chunks in this call, then stop as if interrupted (a
       later call with ``resume=True`` continues); ``None`` trains to the end.
+    init_from: a trained run whose parameters start this one (fine-tuning; seed ``i`` starts
+      from its seed ``i``, or from its only seed). Its agent config must equal ``config.agent``.
+    freeze: component paths or patterns kept fixed during training (e.g.
+      ``("world_model/encoder", "world_model/dynamics")`` to train a value function for another
+      goal inside an existing world model: the parameters a goal-swap fault needs).
 
   Returns:
     The summary written to ``summary.json``: final evaluation per seed, env steps, timings.
@@ -140,7 +148,9 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   out = Path(out_dir)
   config_path, checkpoint_path = out / ckpt.CONFIG_NAME, out / ckpt.CHECKPOINT_NAME
   run_record = {"config": config.to_dict(), "num_seeds": num_seeds, "seed": seed,
-                "config_hash": config.config_hash()}
+                "config_hash": config.config_hash(),
+                "init_from": None if init_from is None else str(init_from),
+                "freeze": list(freeze)}
   if config_path.exists():
     existing = json.loads(config_path.read_text())
     if not resume:
@@ -154,9 +164,25 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   ckpt.atomic_write_json(config_path, run_record)
 
   start_time = time.time()
-  trainer = make_train(config)
+  hooks = TrainingHooks()
+  if freeze:
+    hooks = TrainingHooks(update_transforms=(faults.freeze(target="+".join(freeze)),))
+  trainer = make_train(config, hooks)
+  initial_params = None
+  if init_from is not None:
+    base = load_run(init_from)
+    if base.config.agent != config.agent:
+      raise ValueError(f"cannot start from {init_from}: its agent config differs from this run's")
+    if base.num_seeds not in (1, num_seeds):
+      raise ValueError(f"cannot start {num_seeds} seeds from {init_from}, which has "
+                       f"{base.num_seeds}; use a run with as many seeds, or with one")
+    initial_params = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), base.params)
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(num_seeds))
   init = jax.jit(jax.vmap(trainer.init))
+  if initial_params is not None:
+    init = jax.jit(jax.vmap(lambda key, params: trainer.init(key, params)))
+    init = functools.partial(init, params=initial_params)
   run_chunk = jax.jit(jax.vmap(trainer.run_chunk))
   evaluate_fn = _evaluation_fn(trainer, config.eval_episodes)
   eval_keys = jax.random.split(jax.random.key(seed + 1), num_seeds)

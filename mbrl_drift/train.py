@@ -103,7 +103,8 @@ class Trainer(NamedTuple):
     agent: the agent being trained.
     env: the environment.
     env_params: the training environment's parameters.
-    init: ``key -> TrainState``.
+    init: ``(key, params=None) -> TrainState``; ``params`` starts the run from given agent
+      parameters (fine-tuning a trained agent) instead of a fresh initialisation.
     run_chunk: ``TrainState -> (TrainState, metrics)``: ``iterations_per_chunk`` vectorised
       environment steps with their updates; ``metrics`` is a flat ``"group/name"`` dict of means.
     train: ``key -> (TrainState, metrics)``: the whole run, metrics stacked ``[num_chunks]``.
@@ -114,7 +115,7 @@ class Trainer(NamedTuple):
   agent: Agent
   env: envs.Environment
   env_params: Any
-  init: Callable[[jax.Array], TrainState]
+  init: Callable[..., TrainState]
   run_chunk: Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]
   train: Callable[[jax.Array], tuple[TrainState, dict[str, jax.Array]]]
   iterations_per_chunk: int
@@ -222,9 +223,10 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
 
   # -- initialisation -------------------------------------------------------------------------
 
-  def init(key: jax.Array) -> TrainState:
+  def init(key: jax.Array, params: Params | None = None) -> TrainState:
     key, key_params, key_reset = jax.random.split(key, 3)
-    params = agent.init(key_params)
+    if params is None:
+      params = agent.init(key_params)
     obs, env_state = batched_reset(jax.random.split(key_reset, num_envs), env_params)
     action_shape = () if agent.spec.discrete else (agent.spec.action_dim,)
     action_dtype = jnp.int32 if agent.spec.discrete else jnp.float32

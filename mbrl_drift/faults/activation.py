@@ -142,6 +142,17 @@ class ActivationFault:
     """The static option ``name``."""
     return dict(self.options)[name]
 
+  @property
+  def spec(self) -> str:
+    """This fault in the spec grammar, e.g. ``"value:act_noise(scale=0.5, relative=false)"``."""
+    items = [f"{name}={float(value):g}" for name, value in self.settings.items()]
+    items += [f"{name}={str(value).lower()}" for name, value in self.options]
+    if self.name != "activation_noise":
+      items.append(f"seed={int(self.seed)}")
+    short = {"activation_noise": "act_noise", "activation_stuck_at": "act_stuck",
+             "activation_ablation": "act_ablate"}[self.name]
+    return f"{self.target}:{short}({', '.join(items)})"
+
   def matches(self, component_path: str) -> bool:
     """Whether the target addresses ``component_path`` (or an ancestor of it)."""
     return pattern_matches_path(self.target, component_path)

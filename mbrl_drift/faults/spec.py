@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from mbrl_drift.faults import weight
+from mbrl_drift.faults import activation, weight
 from mbrl_drift.faults.paths import split_pattern
 
 Params = Any
@@ -137,6 +137,21 @@ _REGISTRY: dict[str, _Entry] = {
     "swap": _Entry(
         "replace by the same component of another checkpoint (blend below severity 1)",
         (_RUN,), _build_reference(weight.swap)),
+    # Activation faults act on a component's output at run time, not on its weights.
+    "act_noise": _Entry(
+        "activation fault: Gaussian noise on the component's output, std scale*severity",
+        (ParamInfo("scale", "float", 0.1, "noise std at severity 1"),
+         ParamInfo("relative", "bool", False, "scale by the output's RMS")),
+        _plain(activation.activation_noise)),
+    "act_stuck": _Entry(
+        "activation fault: a fraction severity of output units stuck at value",
+        (ParamInfo("value", "float", 0.0, "stuck value"),
+         ParamInfo("seed", "int", 0, "chooses the stuck units")),
+        _plain(activation.activation_stuck_at)),
+    "act_ablate": _Entry(
+        "activation fault: a fraction severity of output units set to 0",
+        (ParamInfo("seed", "int", 0, "chooses the ablated units"),),
+        _plain(activation.activation_ablation)),
 }
 
 
@@ -217,6 +232,12 @@ def _unquote(value: str) -> str:
 
 def _convert(fault: str, param: ParamInfo, raw: str) -> Any:
   text = _unquote(raw.strip())
+  if param.kind == "int":
+    try:
+      return int(text)
+    except ValueError:
+      raise ValueError(f"fault {fault!r} parameter {param.name!r}: expected an integer, "
+                       f"got {raw.strip()!r}") from None
   if param.kind == "float":
     try:
       value = float(text)
@@ -335,4 +356,9 @@ def parse_fault_spec(spec: str, load_reference: Callable[[str], Params] | None =
     raise ValueError(f"fault spec must be a string, got {type(spec).__name__}")
   faults = [_parse_one(part, load_reference, init_params)
             for part in _split_top_level(spec, ";", spec)]
-  return faults[0] if len(faults) == 1 else weight.compose(*faults)
+  if len(faults) == 1:
+    return faults[0]
+  if any(isinstance(fault, activation.ActivationFault) for fault in faults):
+    raise ValueError(f"activation faults (act_*) cannot be composed with ';' in {spec!r}; "
+                     "evaluate them as separate conditions")
+  return weight.compose(*faults)

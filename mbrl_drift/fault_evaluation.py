@@ -1,0 +1,292 @@
+"""Evaluation of a trained run under faults: every (fault, severity, horizon, policy, seed)
+condition in one compiled call, and matched-damage calibration.
+
+Conditions share their random numbers: every condition of a seed evaluates the same episode
+starts and action noise, and a fault draws the same noise at every severity (only its magnitude
+changes), so differences between conditions come from the faults alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mbrl_drift import faults as faults_lib
+from mbrl_drift import metrics as metrics_lib
+from mbrl_drift.evaluate import evaluate, outcome_summary
+from mbrl_drift.planner import SELECTION_MODES
+from mbrl_drift.runs import TrainedRun, load_run
+from mbrl_drift.trajectories import Trajectories
+
+AnyFault = Any  # faults.Fault | faults.ActivationFault | None (intact)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionResults:
+  """Outcomes of a grid of conditions.
+
+  Axes of every array: ``[F, S, H, P, seeds, ...]`` for faults, severities, horizons, policies
+  and seeds.
+
+  Attributes:
+    fault_labels: ``F`` fault specs (``"intact"`` for no fault).
+    severities: ``[S]``.
+    horizons: ``[H]``.
+    policies: ``P`` action-selection names.
+    trajectories: :class:`Trajectories` without observations, ``[F, S, H, P, seeds, N, ...]``.
+    nonfinite_params: ``[F, S, H, P, seeds]`` count of non-finite parameters after the fault.
+    intended_goal: the run's intended goal (``-1`` without goals).
+    num_goals: ``K``.
+  """
+
+  fault_labels: tuple[str, ...]
+  severities: np.ndarray
+  horizons: np.ndarray
+  policies: tuple[str, ...]
+  trajectories: Trajectories
+  nonfinite_params: np.ndarray
+  intended_goal: int
+  num_goals: int
+
+  def outcomes(self) -> dict[str, np.ndarray]:
+    """Flat ``"outcome/..."`` dict of ``[F, S, H, P, seeds]`` arrays (see ``outcome_summary``)."""
+    summary = outcome_summary(self.trajectories, self.intended_goal, self.num_goals)
+    return {name: np.asarray(value) for name, value in summary.items()}
+
+  def rows(self, env: Any = None, env_params: Any = None, key: jax.Array | None = None,
+           thresholds: metrics_lib.FailureThresholds | None = None) -> list[dict[str, Any]]:
+    """One row per (fault, severity, horizon, policy).
+
+    Outcomes are averaged over seeds (per-seed values under ``.../per_seed``), with non-finite
+    counts. Given the environment of a goal world, each row also carries the behaviour metrics of
+    :func:`mbrl_drift.metrics.behaviour_metrics` on the episodes of all seeds pooled (with
+    bootstrap intervals) and the failure label, judged against the severity-0 (intact) row of the
+    same fault, horizon and policy.
+    """
+    outcomes = self.outcomes()
+    with_behaviour = env is not None and (hasattr(env, "tabular") or hasattr(env, "num_goals"))
+    context = (metrics_lib.tabular_context(env, env_params)
+               if with_behaviour and hasattr(env, "tabular") else None)
+    key = jax.random.key(0) if key is None else key
+    rows = []
+    healthy: dict[tuple[int, int, int], dict[str, Any]] = {}
+    order = np.argsort(self.severities, kind="stable")  # severity 0 first: the healthy reference
+    for f, s, h, p in itertools.product(range(len(self.fault_labels)), order,
+                                        range(len(self.horizons)), range(len(self.policies))):
+      row: dict[str, Any] = {"fault": self.fault_labels[f], "severity": float(self.severities[s]),
+                             "horizon": int(self.horizons[h]), "policy": self.policies[p]}
+      for name, value in outcomes.items():
+        per_seed = value[f, s, h, p]
+        row[name] = float(np.mean(per_seed))
+        row[name + "/per_seed"] = [float(v) for v in per_seed]
+      row["nonfinite/params"] = int(np.max(self.nonfinite_params[f, s, h, p]))
+      row["nonfinite/episodes"] = int(np.sum(np.asarray(self.trajectories.nonfinite[f, s, h, p])))
+      if with_behaviour:
+        pooled = jax.tree.map(lambda x: x[f, s, h, p].reshape((-1,) + x.shape[6:]),
+                              self.trajectories)
+        behaviour = metrics_lib.behaviour_metrics(key, pooled, env, env_params, context=context)
+        behaviour = {name: np.asarray(value).item() for name, value in behaviour.items()
+                     if np.asarray(value).size == 1}
+        reference = healthy.setdefault((f, h, p), behaviour) if row["severity"] == 0.0 else (
+            healthy.get((f, h, p)))
+        label = metrics_lib.classify_failure(behaviour, thresholds, reference)
+        row["behaviour"] = behaviour
+        row["label"] = label.label
+        row["label_reasons"] = list(label.reasons)
+      rows.append(row)
+    rows.sort(key=lambda r: (self.fault_labels.index(r["fault"]), r["severity"], r["horizon"],
+                             self.policies.index(r["policy"])))
+    return rows
+
+
+def _reference_for_seed(fault: AnyFault, seed: jax.Array, seed_params: Any) -> AnyFault:
+  """Selects seed ``seed`` of batched reference parameters (swap / interpolate faults).
+
+  A reference leaf with one more axis than the run's parameter at the same path is batched over
+  seeds (a whole trained run: seed ``i`` is paired with seed ``i``, a one-seed run with all);
+  a leaf of the same shape is used as is.
+  """
+  if not isinstance(fault, faults_lib.Fault):
+    return fault
+  settings = dict(fault.settings)
+  if "reference" in settings:
+    shapes = {path: leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(seed_params)}
+
+    def pick(path, leaf):
+      leaf = jnp.asarray(leaf)
+      expected = shapes.get(path)
+      if expected is None or leaf.shape == expected:
+        return leaf
+      if leaf.shape[1:] != expected:
+        raise ValueError(f"reference parameters of {fault.spec} at "
+                         f"{jax.tree_util.keystr(path)} have shape {leaf.shape}; expected "
+                         f"{expected}, or a leading seed axis before it")
+      return leaf[jnp.minimum(seed, leaf.shape[0] - 1)]
+
+    settings["reference"] = jax.tree_util.tree_map_with_path(pick, settings["reference"])
+  if "faults" in settings:
+    settings["faults"] = tuple(_reference_for_seed(f, seed, seed_params)
+                               for f in settings["faults"])
+  return fault.replace(settings=settings)
+
+
+def parse_faults(run: TrainedRun, specs: Sequence[str]) -> list[AnyFault]:
+  """Parses fault specs for a run: ``swap`` / ``interpolate`` load other runs' parameters,
+  ``reinit`` uses the run's own initialiser; targets are checked against the run's components.
+
+  Raises:
+    ValueError: a malformed spec, an unknown fault or parameter, or a target that matches no
+      component (each message lists the valid choices).
+  """
+  one_seed = jax.tree.map(lambda x: x[0], run.params)
+  parsed = []
+  for spec in specs:
+    fault = faults_lib.parse_fault_spec(
+        spec, load_reference=lambda path: load_run(path).params, init_params=run.trainer.agent.init)
+    if isinstance(fault, faults_lib.ActivationFault):
+      fault.validate(one_seed)
+    else:
+      fault.target_paths(one_seed)
+    parsed.append(fault)
+  return parsed
+
+
+def _intended_goal(env_params: Any) -> int:
+  return int(getattr(env_params, "intended_goal", -1))
+
+
+def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
+                        severities: Sequence[float], horizons: Sequence[int] | None = None,
+                        policies: Sequence[str] = ("greedy",), num_episodes: int = 100,
+                        key: jax.Array | None = None, epsilon: float = 0.1,
+                        temperature: float | None = None, fault_labels: Sequence[str] | None = None,
+                        batch_size: int = 16) -> ConditionResults:
+  """Evaluates every (fault, severity, horizon, policy, seed) condition of a trained run.
+
+  All conditions run in one compiled call (``jax.lax.map`` over batches of ``batch_size``
+  vmapped conditions, which bounds memory).
+
+  Args:
+    run: the trained run.
+    faults: weight or activation faults; ``None`` stands for the intact agent.
+    severities: ``S`` severities (0 is the identity for every fault).
+    horizons: planning horizons (default: the agent's training horizon).
+    policies: action selections, ``"greedy"``, ``"epsilon"`` or ``"boltzmann"``.
+    num_episodes: episodes per condition and seed.
+    key: PRNG key (default ``key(0)``).
+    epsilon: exploration rate of ``"epsilon"``.
+    temperature: Boltzmann temperature (agent default when ``None``).
+    fault_labels: display names (default: each fault's spec).
+    batch_size: conditions evaluated together inside the compiled loop.
+
+  Returns:
+    :class:`ConditionResults`.
+  """
+  agent, env, env_params = run.trainer.agent, run.trainer.env, run.trainer.env_params
+  horizons = [agent.config.horizon] if horizons is None else list(horizons)
+  for horizon in horizons:
+    if not 1 <= int(horizon) <= agent.config.max_horizon:
+      raise ValueError(f"horizon {horizon} is outside [1, {agent.config.max_horizon}] "
+                       f"(the run's agent.max_horizon)")
+  unknown = [p for p in policies if p not in SELECTION_MODES]
+  if unknown:
+    raise ValueError(f"unknown policy {unknown[0]!r}; choose from {list(SELECTION_MODES)}")
+  faults = list(faults)
+  if fault_labels is None:
+    fault_labels = ["intact" if f is None else f.spec for f in faults]
+  key = jax.random.key(0) if key is None else key
+  num_seeds = run.num_seeds
+  max_steps = int(env_params.max_steps)
+  grid = np.array(list(itertools.product(range(len(faults)), range(len(severities)),
+                                         range(len(horizons)), range(len(policies)),
+                                         range(num_seeds))), np.int32)
+  if temperature is None:
+    temperature = agent.config.boltzmann_temperature
+  trajectories, nonfinite = _evaluate_grid(
+      faults, run.params, env_params, jnp.asarray(grid), jnp.asarray(severities, jnp.float32),
+      jnp.asarray(horizons, jnp.int32),
+      jnp.asarray([SELECTION_MODES[p] for p in policies], jnp.int32), key,
+      jnp.float32(epsilon), jnp.float32(temperature), agent=agent, env=env,
+      num_episodes=num_episodes, max_steps=max_steps, batch_size=batch_size)
+  shape = (len(faults), len(severities), len(horizons), len(policies), num_seeds)
+  trajectories = jax.tree.map(lambda x: np.asarray(x).reshape(shape + x.shape[1:]), trajectories)
+  return ConditionResults(
+      fault_labels=tuple(fault_labels), severities=np.asarray(severities, np.float32),
+      horizons=np.asarray(horizons, np.int32), policies=tuple(policies),
+      trajectories=trajectories, nonfinite_params=np.asarray(nonfinite).reshape(shape),
+      intended_goal=_intended_goal(env_params), num_goals=int(getattr(env, "num_goals", 0)))
+
+
+@functools.partial(jax.jit, static_argnames=("agent", "env", "num_episodes", "max_steps",
+                                             "batch_size"))
+def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: jax.Array,
+                   severities: jax.Array, horizons: jax.Array, modes: jax.Array, key: jax.Array,
+                   epsilon: jax.Array, temperature: jax.Array, *, agent: Any, env: Any,
+                   num_episodes: int, max_steps: int, batch_size: int
+                   ) -> tuple[Trajectories, jax.Array]:
+  """Compiled body of :func:`evaluate_conditions`; ``grid`` rows are (fault, severity, horizon,
+  policy, seed) indices. Faults are pytree arguments, so new severities, scales or reference
+  checkpoints reuse the compilation."""
+  activation_faults = [f if isinstance(f, faults_lib.ActivationFault) else None for f in faults]
+  weight_faults = [f if isinstance(f, faults_lib.Fault) else None for f in faults]
+  has_activation = any(f is not None for f in activation_faults)
+
+  def condition(index: jax.Array) -> tuple[Trajectories, jax.Array]:
+    fault_index, severity_index, horizon_index, policy_index, seed = (index[i] for i in range(5))
+    severity = severities[severity_index]
+    key_seed = jax.random.fold_in(key, seed)
+    key_fault = jax.random.fold_in(jax.random.fold_in(key_seed, 1), fault_index)
+    key_eval = jax.random.fold_in(key_seed, 2)
+    seed_params = jax.tree.map(lambda x: x[seed], params)
+
+    def weight_branch(fault):
+      if fault is None:
+        return lambda p: p
+      return lambda p: _reference_for_seed(fault, seed, p)(key_fault, p, severity)
+
+    seed_params = jax.lax.switch(fault_index, [weight_branch(f) for f in weight_faults],
+                                 seed_params)
+    faulted_agent = agent
+    if has_activation:
+      def hook(path: str, output: jax.Array) -> jax.Array:
+        branches = [(lambda o: o) if f is None else
+                    (lambda o, f=f: f.apply_to(path, key_fault, o, severity))
+                    for f in activation_faults]
+        return jax.lax.switch(fault_index, branches, output)
+      faulted_agent = agent.with_output_hook(hook)
+    trajectories = evaluate(faulted_agent, seed_params, env, env_params, key_eval, num_episodes,
+                            horizon=horizons[horizon_index], mode=modes[policy_index],
+                            epsilon=epsilon, temperature=temperature, max_steps=max_steps,
+                            record_obs=False)
+    return trajectories, faults_lib.count_nonfinite(seed_params)
+
+  return jax.lax.map(condition, grid, batch_size=batch_size)
+
+
+def calibrate_fault(run: TrainedRun, fault: AnyFault, target_drop: float, horizon: int | None = None,
+                    policy: str = "greedy", num_episodes: int = 100, key: jax.Array | None = None,
+                    metric: str = "outcome/intended_success", grid_size: int = 8,
+                    num_rounds: int = 3, hi: float = 1.0) -> faults_lib.CalibrationResult:
+  """Finds the severity at which ``fault`` lowers ``metric`` (mean over seeds) by ``target_drop``.
+
+  Each round evaluates a grid of ``grid_size`` severities in one call of
+  :func:`evaluate_conditions` (same episodes for every severity), then refines the bracket
+  (see :func:`mbrl_drift.faults.calibrate_severity`).
+
+  Returns:
+    The :class:`~mbrl_drift.faults.CalibrationResult` (``reached`` is False when even the
+    largest severity tried does not cause the drop).
+  """
+  def evaluate_fn(severities: jax.Array) -> jax.Array:
+    results = evaluate_conditions(run, [fault], np.asarray(severities), [horizon] if horizon
+                                  else None, [policy], num_episodes, key)
+    return jnp.asarray(results.outcomes()[metric][0, :, 0, 0].mean(axis=-1))
+
+  return faults_lib.calibrate_severity(evaluate_fn, target_drop, lo=0.0, hi=hi,
+                                       num_rounds=num_rounds, grid_size=grid_size)

@@ -1,0 +1,134 @@
+"""Evaluation of trained runs under faults: condition grids, non-finite faults, calibration, CLI."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from mbrl_drift import faults
+from mbrl_drift.cli import main
+from mbrl_drift.fault_evaluation import calibrate_fault, evaluate_conditions, parse_faults
+from mbrl_drift.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_run_dir):
+  return load_run(tiny_run_dir)
+
+
+def test_condition_grid_shapes_and_severity_zero_is_intact(tiny_run):
+  fault_list = parse_faults(tiny_run, ["value:gaussian(scale=2.0)", "world_model/dynamics:ablate"])
+  results = evaluate_conditions(tiny_run, [None, *fault_list], [0.0, 1.0], [1, 2],
+                                ["greedy", "boltzmann"], num_episodes=6)
+  assert results.trajectories.reached_goal.shape == (3, 2, 2, 2, 2, 6)
+  reached = np.asarray(results.trajectories.reached_goal)
+  actions = np.asarray(results.trajectories.action)
+  # Severity 0 of every fault reproduces the intact agent exactly (common random numbers).
+  for f in (1, 2):
+    np.testing.assert_array_equal(actions[f, 0], actions[0, 0])
+    np.testing.assert_array_equal(reached[f, 0], reached[0, 0])
+  # The full-severity value fault changes behaviour somewhere.
+  assert not np.array_equal(actions[1, 1], actions[1, 0])
+  rows = results.rows()
+  assert len(rows) == 3 * 2 * 2 * 2
+  assert {"outcome/intended_success", "outcome/timeout", "nonfinite/params"} <= set(rows[0])
+
+
+def test_same_key_same_results_and_new_severities_reuse_the_compilation(tiny_run):
+  fault = parse_faults(tiny_run, ["value:gaussian(scale=1.0)"])
+  first = evaluate_conditions(tiny_run, fault, [0.0, 0.5], num_episodes=4)
+  again = evaluate_conditions(tiny_run, fault, [0.0, 0.5], num_episodes=4)
+  np.testing.assert_array_equal(first.trajectories.action, again.trajectories.action)
+  from mbrl_drift.fault_evaluation import _evaluate_grid
+  before = _evaluate_grid._cache_size()
+  evaluate_conditions(tiny_run, fault, [0.25, 0.75], num_episodes=4)
+  assert _evaluate_grid._cache_size() == before
+
+
+def test_nonfinite_faults_are_reported_not_raised(tiny_run):
+  # Interpolating toward a corrupted (all-NaN) reference checkpoint.
+  params = jax.tree.map(lambda x: x[0], tiny_run.params)
+  nan_fault = faults.interpolate("value", jax.tree.map(lambda x: x * np.nan, params))
+  results = evaluate_conditions(tiny_run, [nan_fault], [0.0, 1.0], num_episodes=4)
+  rows = results.rows()
+  healthy, broken = rows
+  assert healthy["nonfinite/params"] == 0 and healthy["nonfinite/episodes"] == 0
+  assert broken["nonfinite/params"] > 0
+  assert broken["nonfinite/episodes"] == 2 * 4  # every episode of both seeds is flagged
+  assert np.all(np.isfinite(np.asarray(results.trajectories.reward)))
+
+
+def test_activation_faults_evaluate_alongside_weight_faults(tiny_run):
+  fault_list = parse_faults(tiny_run, ["value:act_noise(scale=5.0)", "value:signflip"])
+  results = evaluate_conditions(tiny_run, fault_list, [0.0, 1.0], num_episodes=6)
+  actions = np.asarray(results.trajectories.action)
+  np.testing.assert_array_equal(actions[0, 0], actions[1, 0])
+  assert not np.array_equal(actions[0, 1], actions[0, 0])
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("policy:gaussian(scale=1)", "valid component paths"),
+    ("value:blur(scale=1)", "known faults"),
+    ("value:gaussian(sigma=1)", "allowed: scale, relative"),
+    ("value gaussian", "missing ':'"),
+    ("value:gaussian(scale=1", "unbalanced"),
+])
+def test_bad_fault_specs_list_the_valid_choices(tiny_run, spec, message):
+  with pytest.raises(ValueError, match=message):
+    parse_faults(tiny_run, [spec])
+
+
+def test_bad_horizon_and_policy_are_rejected(tiny_run):
+  with pytest.raises(ValueError, match="horizon 9"):
+    evaluate_conditions(tiny_run, [None], [0.0], horizons=[9], num_episodes=2)
+  with pytest.raises(ValueError, match="unknown policy"):
+    evaluate_conditions(tiny_run, [None], [0.0], policies=["softmax"], num_episodes=2)
+
+
+def test_calibration_brackets_the_requested_drop_in_one_compilation(tiny_run):
+  from mbrl_drift.fault_evaluation import _evaluate_grid
+  fault = parse_faults(tiny_run, ["value:signflip"])[0]
+  evaluate_conditions(tiny_run, [fault], np.zeros(4), num_episodes=4)  # compile the grid size
+  before = _evaluate_grid._cache_size()
+  result = calibrate_fault(tiny_run, fault, target_drop=0.05, num_episodes=4, grid_size=4,
+                           num_rounds=2, metric="outcome/mean_return")
+  assert _evaluate_grid._cache_size() == before
+  assert result.num_calls >= 2 and len(result.severities) == result.num_evaluations
+  assert 0.0 <= result.severity <= result.severities.max()
+  if result.reached:
+    low, high = result.bracket
+    assert low <= result.severity <= high
+  else:  # no severity tried causes the drop
+    assert result.drop < 0.05
+
+
+def test_cli_evaluate_prints_the_table_and_writes_json(tiny_run_dir, tmp_path, capsys):
+  out = tmp_path / "eval.json"
+  code = main(["evaluate", "--run", str(tiny_run_dir), "--fault", "value:signflip",
+               "--fault", "world_model/dynamics:bitflip(rate=1,bits=exponent)", "--severity", "1",
+               "--horizon", "1,2", "--episodes", "4", "--json", str(out)])
+  assert code == 0
+  printed = capsys.readouterr().out
+  assert "intact" in printed and "value:signflip" in printed and "label" in printed
+  data = json.loads(out.read_text())
+  rows = data["conditions"]
+  assert {(r["fault"], r["horizon"]) for r in rows} == {
+      ("intact", 1), ("intact", 2), ("value:signflip", 1), ("value:signflip", 2),
+      ("world_model/dynamics:bitflip(rate=1,bits=exponent)", 1),
+      ("world_model/dynamics:bitflip(rate=1,bits=exponent)", 2)}
+  assert all(r["nonfinite/params"] >= 0 and r["nonfinite/episodes"] >= 0 for r in rows)
+  assert all(r["label"] in ("intact", "coherent", "incoherent", "reverted", "mixed") for r in rows)
+
+
+def test_cli_evaluate_rejects_an_unknown_component(tiny_run_dir, capsys):
+  assert main(["evaluate", "--run", str(tiny_run_dir), "--fault", "critic:gaussian"]) == 2
+  err = capsys.readouterr().err
+  assert "critic" in err and "world_model/dynamics" in err
+
+
+def test_cli_faults_lists_every_fault(capsys):
+  assert main(["faults"]) == 0
+  out = capsys.readouterr().out
+  for name in ("gaussian", "bitflip", "swap", "act_noise", "signflip", "ablate"):
+    assert name in out
