@@ -41,13 +41,29 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls: type, prefix: str,
                         help=f"(default {default!r})")
 
 
+def _env_arg(text: str) -> tuple[str, Any]:
+  name, sep, raw = text.partition("=")
+  if not sep or not name.strip():
+    raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+  for kind in (int, float):
+    try:
+      return name.strip(), kind(raw)
+    except ValueError:
+      pass
+  lowered = raw.strip().lower()
+  if lowered in ("true", "false"):
+    return name.strip(), lowered == "true"
+  return name.strip(), raw
+
+
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
   values = vars(args)
   agent = {f.name: values[f"agent_{f.name}"] for f in dataclasses.fields(AgentConfig)
            if values.get(f"agent_{f.name}") is not None}
   train = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
            if f.name not in ("agent", "env_kwargs") and values.get(f.name) is not None}
-  return TrainConfig(agent=AgentConfig(**agent), **train)
+  env_kwargs = tuple(args.env_arg or ())
+  return TrainConfig(agent=AgentConfig(**agent), env_kwargs=env_kwargs, **train)
 
 
 def _format_summary(summary: dict[str, Any]) -> str:
@@ -67,8 +83,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
   enable_compilation_cache()
   config = _config_from_args(args)
+  freeze = tuple(p.strip() for p in (args.freeze or "").split(",") if p.strip())
   summary = train_run(config, num_seeds=args.seeds, out_dir=args.out, seed=args.seed,
-                      resume=args.resume, progress=not args.quiet, log=print)
+                      resume=args.resume, progress=not args.quiet, log=print,
+                      init_from=args.init_from, freeze=freeze)
   print(_format_summary(summary))
   return 0
 
@@ -205,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
   train.add_argument("--resume", action="store_true", help="continue the run in --out")
   train.add_argument("--quiet", action="store_true", help="no progress bar")
+  train.add_argument("--env-arg", type=_env_arg, action="append", metavar="NAME=VALUE",
+                     help="environment constructor argument, repeatable (e.g. intended_goal=1)")
+  train.add_argument("--init-from", default=None, metavar="RUN",
+                     help="start from a trained run's parameters (fine-tuning)")
+  train.add_argument("--freeze", default=None, metavar="PATHS",
+                     help="comma-separated component paths kept fixed during training")
   _add_config_flags(train, TrainConfig, "", skip={"agent", "env_kwargs", "total_steps"})
   train.add_argument("--total-steps", type=int, default=None, dest="total_steps",
                      help="environment steps per seed")

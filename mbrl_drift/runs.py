@@ -164,10 +164,7 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   ckpt.atomic_write_json(config_path, run_record)
 
   start_time = time.time()
-  hooks = TrainingHooks()
-  if freeze:
-    hooks = TrainingHooks(update_transforms=(faults.freeze(target="+".join(freeze)),))
-  trainer = make_train(config, hooks)
+  trainer = make_train(config, _freeze_hooks(freeze))
   initial_params = None
   if init_from is not None:
     base = load_run(init_from)
@@ -233,6 +230,13 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   return summary
 
 
+def _freeze_hooks(freeze: Sequence[str]) -> TrainingHooks:
+  """Training hooks that keep the given component paths fixed."""
+  if not freeze:
+    return TrainingHooks()
+  return TrainingHooks(update_transforms=(faults.freeze(target="+".join(freeze)),))
+
+
 def _fold_in(keys: jax.Array, data: int) -> jax.Array:
   return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
 
@@ -257,9 +261,10 @@ def load_run(run_dir: str | os.PathLike) -> TrainedRun:
     record = json.loads(config_path.read_text())
     config = TrainConfig.from_dict(record["config"])
     num_seeds = int(record["num_seeds"])
+    freeze = tuple(record.get("freeze", ()))
   except (ValueError, KeyError, TypeError) as error:
     raise ckpt.CheckpointError(f"{config_path} is corrupted or invalid: {error}") from error
-  trainer = make_train(config)
+  trainer = make_train(config, _freeze_hooks(freeze))
   keys = jax.random.split(jax.random.key(0), num_seeds)
   template = jax.eval_shape(jax.vmap(trainer.init), keys)
   state, header = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME, template)

@@ -123,7 +123,11 @@ class Trainer(NamedTuple):
 
 def make_env(config: TrainConfig) -> tuple[envs.Environment, Any]:
   """The configured environment; random starts are switched on where the env supports them."""
-  env, env_params = envs.make(config.env, **dict(config.env_kwargs))
+  try:
+    env, env_params = envs.make(config.env, **dict(config.env_kwargs))
+  except TypeError as error:
+    raise ValueError(f"invalid config field env_kwargs={config.env_kwargs!r} for "
+                     f"{config.env}: {error}") from error
   if hasattr(env_params, "random_start"):
     env_params = env_params.replace(random_start=jnp.asarray(True))
   return env, env_params

@@ -101,3 +101,30 @@ def test_cli_lists_environments(capsys):
   assert main(["envs"]) == 0
   out = capsys.readouterr().out
   assert "GoalGrid-FourRooms" in out and "mbrl_drift/CartPole-v0" in out
+
+
+def test_fine_tuning_from_a_run_with_a_frozen_world_model_gives_a_goal_swap_reference(
+    tiny_run_dir, tmp_path, capsys):
+  other_goal = tmp_path / "goal_b"
+  flags = [f for f in TINY_FLAGS]
+  code = main(["train", "--seeds", "2", "--out", str(other_goal), *flags,
+               "--init-from", str(tiny_run_dir), "--env-arg", "intended_goal=1",
+               "--freeze", "world_model/encoder,world_model/dynamics"])
+  assert code == 0, capsys.readouterr().err
+  base, tuned = load_run(tiny_run_dir), load_run(other_goal)
+  assert int(tuned.trainer.env_params.intended_goal) == 1
+  for path in ("encoder", "dynamics"):
+    for a, b in zip(jax.tree.leaves(base.params["world_model"][path]),
+                    jax.tree.leaves(tuned.params["world_model"][path])):
+      np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(base.params["value"]),
+                                                      jax.tree.leaves(tuned.params["value"])))
+  capsys.readouterr()
+  assert main(["evaluate", "--run", str(tiny_run_dir), "--fault",
+               f"value:swap(run={other_goal})", "--severity", "1", "--episodes", "4"]) == 0
+  assert "value:swap" in capsys.readouterr().out
+
+
+def test_unknown_env_argument_is_a_clear_error(capsys):
+  assert main(["train", "--out", "unused", *TINY_FLAGS, "--env-arg", "colour=red"]) == 2
+  assert "env_kwargs" in capsys.readouterr().err
