@@ -428,10 +428,16 @@ class GoalGrid(Environment[EnvState, EnvParams]):
     Returns:
       ``(obs [obs_dim], state)``.
     """
-    mask = jnp.where(params.random_start, jnp.asarray(self._random_start_mask),
-                     jnp.asarray(self._fixed_start_mask))
-    logits = jnp.where(mask, 0.0, -jnp.inf)
-    state_index = jax.random.categorical(key, logits).astype(jnp.int32)
+    # One uniform draw indexes a table of candidate start states (cheaper than a categorical
+    # over every cell, and reset runs on every auto-resetting step).
+    random_starts = jnp.asarray(np.flatnonzero(self._random_start_mask), jnp.int32)
+    fixed_starts = jnp.asarray(np.flatnonzero(self._fixed_start_mask), jnp.int32)
+    uniform = jax.random.uniform(key)
+    random_index = random_starts[jnp.minimum((uniform * len(random_starts)).astype(jnp.int32),
+                                             len(random_starts) - 1)]
+    fixed_index = fixed_starts[jnp.minimum((uniform * len(fixed_starts)).astype(jnp.int32),
+                                           len(fixed_starts) - 1)]
+    state_index = jnp.where(params.random_start, random_index, fixed_index).astype(jnp.int32)
     state = self.state_from_index(state_index)
     return self.get_obs(state), state
 

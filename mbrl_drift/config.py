@@ -54,7 +54,7 @@ class AgentConfig:
   value_gradients_to_encoder: bool = False
   planner: str = "exhaustive"
   gamma: float = 0.97
-  horizon: int = 2
+  horizon: int = 1
   max_horizon: int = 3
   num_samples: int = 64
   num_elites: int = 8
@@ -91,7 +91,8 @@ class TrainConfig:
     agent: the agent's :class:`AgentConfig`.
     total_steps: environment steps per seed (summed over the parallel environments).
     num_envs: parallel environments per seed.
-    buffer_size: replay capacity in environment steps per seed.
+    buffer_size: replay capacity in environment steps per seed. A small buffer keeps the n-step
+      targets close to the current policy: old exploratory data biases them low.
     batch_size: sequences per gradient update.
     unroll_steps: world-model unroll length of the latent-consistency, reward and termination
       losses (Hansen et al. 2022, TD-MPC).
@@ -114,7 +115,7 @@ class TrainConfig:
   agent: AgentConfig = AgentConfig()
   total_steps: int = 16_000
   num_envs: int = 16
-  buffer_size: int = 16_000
+  buffer_size: int = 4_000
   batch_size: int = 64
   unroll_steps: int = 3
   n_step: int = 5

@@ -160,11 +160,8 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
       raise ValueError(f"cannot resume {out}: its config, seeds or base seed differ from the "
                        f"requested run (stored hash {existing.get('config_hash')}, requested "
                        f"{run_record['config_hash']})")
-  out.mkdir(parents=True, exist_ok=True)
-  ckpt.atomic_write_json(config_path, run_record)
-
   start_time = time.time()
-  trainer = make_train(config, _freeze_hooks(freeze))
+  trainer = make_train(config, _freeze_hooks(freeze))  # validates before anything is written
   initial_params = None
   if init_from is not None:
     base = load_run(init_from)
@@ -176,6 +173,8 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     initial_params = jax.tree.map(
         lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), base.params)
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(num_seeds))
+  out.mkdir(parents=True, exist_ok=True)
+  ckpt.atomic_write_json(config_path, run_record)
   init = jax.jit(jax.vmap(trainer.init))
   if initial_params is not None:
     init = jax.jit(jax.vmap(lambda key, params: trainer.init(key, params)))

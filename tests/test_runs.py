@@ -92,9 +92,11 @@ def test_load_run_on_a_directory_without_a_run(tmp_path):
     load_run(tmp_path)
 
 
-def test_cli_rejects_invalid_config_with_the_field_name(capsys):
-  assert main(["train", "--out", "unused", "--env", "GoalGrid-OpenRoom", "--batch-size", "0"]) == 2
+def test_cli_rejects_invalid_config_with_the_field_name(tmp_path, capsys):
+  out = tmp_path / "never"
+  assert main(["train", "--out", str(out), "--env", "GoalGrid-OpenRoom", "--batch-size", "0"]) == 2
   assert "batch_size" in capsys.readouterr().err
+  assert not out.exists()
 
 
 def test_cli_lists_environments(capsys):
@@ -125,6 +127,8 @@ def test_fine_tuning_from_a_run_with_a_frozen_world_model_gives_a_goal_swap_refe
   assert "value:swap" in capsys.readouterr().out
 
 
-def test_unknown_env_argument_is_a_clear_error(capsys):
-  assert main(["train", "--out", "unused", *TINY_FLAGS, "--env-arg", "colour=red"]) == 2
+def test_unknown_env_argument_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+  out = tmp_path / "never"
+  assert main(["train", "--out", str(out), *TINY_FLAGS, "--env-arg", "colour=red"]) == 2
   assert "env_kwargs" in capsys.readouterr().err
+  assert not out.exists()
