@@ -101,6 +101,12 @@ class TrainConfig:
     learning_starts: environment steps of uniformly random actions before learning.
     epsilon_start, epsilon_end, epsilon_decay_fraction: linear decay of the exploration rate of
       the planner's epsilon-greedy behaviour policy over that fraction of training.
+    exploration_repeat: steps for which an exploratory random action is held. ``1`` is plain
+      epsilon-greedy (a fresh uniform action replaces the planner's with probability epsilon
+      at every step); ``z > 1`` is temporally-extended epsilon-greedy (Dabney et al. 2021): an
+      environment not already exploring starts, with probability epsilon, a uniform action
+      that it repeats for ``z`` steps (or until its episode ends), which reaches far more of
+      the state space than per-step noise when single steps are small.
     world_model_lr, value_lr, actor_lr: Adam learning rates per component group.
     target_tau: Polyak rate of the value target network.
     rho: per-step weight decay of the unrolled world-model losses.
@@ -113,7 +119,7 @@ class TrainConfig:
   env: str = "GoalGrid-FourRooms"
   env_kwargs: tuple[tuple[str, Any], ...] = ()
   agent: AgentConfig = AgentConfig()
-  total_steps: int = 16_000
+  total_steps: int = 20_000
   num_envs: int = 16
   buffer_size: int = 4_000
   batch_size: int = 64
@@ -124,6 +130,7 @@ class TrainConfig:
   epsilon_start: float = 1.0
   epsilon_end: float = 0.05
   epsilon_decay_fraction: float = 0.5
+  exploration_repeat: int = 1
   world_model_lr: float = 1e-3
   value_lr: float = 1e-3
   actor_lr: float = 1e-3
@@ -145,7 +152,7 @@ class TrainConfig:
       raise ValueError(f"invalid config field env={self.env!r}: expected one of {envs.names()}")
     _require(isinstance(self.agent, AgentConfig), "agent", self.agent, "an AgentConfig")
     for name in ("total_steps", "num_envs", "buffer_size", "batch_size", "unroll_steps", "n_step",
-                 "updates_per_iteration", "num_chunks", "eval_episodes"):
+                 "updates_per_iteration", "exploration_repeat", "num_chunks", "eval_episodes"):
       value = getattr(self, name)
       _require(isinstance(value, int) and value >= 1, name, value, "an int >= 1")
     _require(self.learning_starts >= 0, "learning_starts", self.learning_starts, "an int >= 0")
