@@ -22,7 +22,7 @@ mkdir -p "$out"
 [ -f "$out/goal_b/summary.json" ] || mbrl-drift train --env GoalGrid-FourRooms --seeds 4 \
     --out "$out/goal_b" --quiet --init-from "$out/goal_a" --env-arg intended_goal=1 \
     --freeze world_model/encoder,world_model/dynamics,world_model/termination,world_model/decoder
-mbrl-drift evaluate --run "$out/goal_a" --episodes 100 --horizon 1,3 --policy greedy,boltzmann \
+mbrl-drift evaluate --run "$out/goal_a" --episodes 50 --horizon 1,3 --policy greedy,boltzmann \
     --match-drop "$drop" --json "$out/matched_damage.json" \
     --fault "value:swap(run=$out/goal_b)" \
     --fault "value+world_model/reward:swap(run=$out/goal_b)" \

@@ -152,6 +152,7 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
   import jax
+  import numpy as np
 
   from mbrl_drift.checkpoint import atomic_write_json
   from mbrl_drift.fault_evaluation import calibrate_fault, evaluate_conditions, parse_faults
@@ -171,7 +172,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
   calibration = {}
   if args.match_drop is not None:
     # Matched damage: one calibrated severity per fault, evaluated at every horizon and policy.
-    for spec, fault in zip(specs, faults[1:]):
+    for spec, fault in zip(specs, faults):
       result = calibrate_fault(run, fault, args.match_drop,
                                horizon=horizons[0] if horizons else None, policy=policies[0],
                                num_episodes=args.episodes, key=key)
@@ -182,9 +183,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_conditions(run, faults, [0.0, *calibrated], horizons, policies,
                                   args.episodes, key, fault_labels=labels)
     # Keep severity 0 once (the intact agent) and each fault at its own calibrated severity.
+    own = {spec: float(np.float32(calibration[spec].severity)) for spec in specs}
     rows = [row for row in results.rows(run.trainer.env, run.trainer.env_params)
             if row["severity"] == 0.0 and row["fault"] == labels[0]
-            or row["severity"] != 0.0 and row["severity"] == calibration[row["fault"]].severity]
+            or row["severity"] != 0.0 and row["severity"] == own[row["fault"]]]
   else:
     results = evaluate_conditions(run, faults, severities, horizons, policies, args.episodes,
                                   key, fault_labels=labels)

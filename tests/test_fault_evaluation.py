@@ -132,3 +132,17 @@ def test_cli_faults_lists_every_fault(capsys):
   out = capsys.readouterr().out
   for name in ("gaussian", "bitflip", "swap", "act_noise", "signflip", "ablate"):
     assert name in out
+
+
+def test_cli_matched_damage_calibrates_each_fault_separately(tiny_run_dir, tmp_path, capsys):
+  out = tmp_path / "matched.json"
+  specs = ["value:gaussian(scale=2.0)", "world_model/reward:gaussian(scale=2.0)"]
+  code = main(["evaluate", "--run", str(tiny_run_dir), "--fault", specs[0], "--fault", specs[1],
+               "--match-drop", "0.05", "--episodes", "4", "--json", str(out)])
+  assert code == 0
+  data = json.loads(out.read_text())
+  assert set(data["calibration"]) == set(specs)
+  rows = {row["fault"]: row for row in data["conditions"]}
+  assert set(rows) == {"intact", *specs}
+  for spec in specs:  # each fault is evaluated at its own calibrated severity
+    assert rows[spec]["severity"] == pytest.approx(data["calibration"][spec]["severity"])
