@@ -191,6 +191,16 @@ class Agent:
     high = jnp.asarray(self.spec.action_high, jnp.float32)
     return 2.0 * (jnp.reshape(env_action, low.shape) - low) / (high - low) - 1.0
 
+  def with_max_horizon(self, max_horizon: int) -> "Agent":
+    """The same agent whose planner is compiled for horizons up to ``max_horizon`` only.
+
+    The exhaustive planner builds its tree to ``max_horizon`` whatever horizon is asked for, so
+    evaluating at short horizons with a deep tree wastes ``A**(max_horizon - horizon)`` times
+    the model calls. Parameters are unaffected.
+    """
+    return dataclasses.replace(self, config=dataclasses.replace(
+        self.config, max_horizon=max_horizon, horizon=min(self.config.horizon, max_horizon)))
+
   def with_output_hook(self, hook: OutputHook | None) -> "Agent":
     """The same agent whose component outputs pass through ``hook`` (activation faults)."""
     return dataclasses.replace(self, output_hook=hook)

@@ -74,7 +74,8 @@ class TrainedRun:
 
 
 def _evaluation_fn(trainer: Trainer, num_episodes: int) -> Callable:
-  env, env_params, agent = trainer.env, trainer.env_params, trainer.agent
+  env, env_params = trainer.env, trainer.env_params
+  agent = trainer.agent.with_max_horizon(trainer.agent.config.horizon)
   max_steps = int(env_params.max_steps)
 
   def run(params, key):
