@@ -22,7 +22,6 @@ model (``AgentConfig.value_gradients_to_encoder``).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -35,7 +34,7 @@ from mbrl_drift import buffer as replay
 from mbrl_drift import faults
 from mbrl_drift.agent import Agent, EnvSpec, Params, get_path, set_path
 from mbrl_drift.config import TrainConfig
-from mbrl_drift.planner import EPSILON, act
+from mbrl_drift.planner import EPSILON, GREEDY, act
 
 class TrainingHooks(NamedTuple):
   """Training-time faults, hooked into the joint update (identity by default).
@@ -63,6 +62,18 @@ class TrainingHooks(NamedTuple):
   optimizer_resets: tuple[tuple[str, int, float], ...] = ()
 
 
+class HeldExploration(NamedTuple):
+  """Per-environment state of temporally-extended epsilon-greedy exploration.
+
+  Attributes:
+    action: ``[E]`` int32 or ``[E, d]`` float32 planner-space random action being repeated.
+    steps_left: ``[E]`` int32 further steps it is held for (0: the planner acts).
+  """
+
+  action: jax.Array
+  steps_left: jax.Array
+
+
 @struct.dataclass
 class TrainState:
   """Everything a run needs to continue exactly where it stopped (one seed).
@@ -78,6 +89,7 @@ class TrainState:
     key: PRNG key of the run.
     env_steps: int32 ``[]`` environment steps taken (all parallel environments together).
     running_return: ``[E]`` return of each environment's current episode.
+    exploration: :class:`HeldExploration` when ``config.exploration_repeat > 1``, else ``None``.
   """
 
   params: Params
@@ -89,6 +101,7 @@ class TrainState:
   key: jax.Array
   env_steps: jax.Array
   running_return: jax.Array
+  exploration: HeldExploration | None = None
 
 
 # Keys of the fault transforms' states in ``TrainState.opt_states``.
@@ -215,8 +228,7 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
 
   # Acting during training plans at the training horizon only: the exhaustive tree is built to
   # max_horizon, which exists for evaluation-time horizon sweeps and would multiply the cost.
-  acting_agent = dataclasses.replace(
-      agent, config=dataclasses.replace(agent_config, max_horizon=agent_config.horizon))
+  acting_agent = agent.with_max_horizon(agent_config.horizon)
   num_envs = config.num_envs
   unroll, n_step, gamma = config.unroll_steps, config.n_step, agent_config.gamma
   sequence_length = config.sequence_length
@@ -249,6 +261,9 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
         key=key,
         env_steps=jnp.int32(0),
         running_return=jnp.zeros((num_envs,)),
+        exploration=(HeldExploration(action=jnp.zeros((num_envs, *action_shape), action_dtype),
+                                     steps_left=jnp.zeros((num_envs,), jnp.int32))
+                     if config.exploration_repeat > 1 else None),
     )
 
   # -- losses ---------------------------------------------------------------------------------
@@ -373,6 +388,37 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     metrics["grad_norm/total"] = optax.tree.norm(grads)
     return state.replace(params=params, opt_states=opt_states, target_value=target_value), metrics
 
+  # -- behaviour policy -----------------------------------------------------------------------
+
+  def held_exploration_actions(key: jax.Array, exploration: HeldExploration,
+                               planner_action: jax.Array, epsilon: jax.Array
+                               ) -> tuple[jax.Array, HeldExploration]:
+    """Temporally-extended epsilon-greedy (Dabney et al. 2021, fixed duration).
+
+    An environment whose held action has run out starts, with probability ``epsilon``, a
+    uniformly random action that it then repeats for ``exploration_repeat`` steps; otherwise it
+    takes the planner's action.
+
+    Returns:
+      ``(planner-space actions [E(, d)], exploration state after this step)``.
+    """
+    key_start, key_draw = jax.random.split(key)
+    if agent.spec.discrete:
+      fresh = jax.random.randint(key_draw, (num_envs,), 0, agent.spec.action_dim)
+      per_env = lambda mask: mask
+    else:
+      fresh = jax.random.uniform(key_draw, (num_envs, agent.spec.action_dim),
+                                 minval=-1.0, maxval=1.0)
+      per_env = lambda mask: mask[:, None]
+    idle = exploration.steps_left == 0
+    start = idle & (jax.random.uniform(key_start, (num_envs,)) < epsilon)
+    held_action = jnp.where(per_env(start), fresh, exploration.action)
+    exploring = per_env(~idle | start)
+    action = jnp.where(exploring, held_action, planner_action).astype(planner_action.dtype)
+    steps_left = jnp.where(start, config.exploration_repeat - 1,
+                           jnp.maximum(exploration.steps_left - 1, 0))
+    return action, HeldExploration(action=held_action, steps_left=steps_left)
+
   # -- one vectorised environment step plus its updates ----------------------------------------
 
   def iteration(state: TrainState, _):
@@ -380,28 +426,44 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     progress = jnp.clip(state.env_steps / decay_steps, 0.0, 1.0)
     epsilon = config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
     epsilon = jnp.where(state.env_steps < config.learning_starts, 1.0, epsilon)
-    plan = jax.vmap(act, in_axes=(None, None, 0, 0, None, None, None))(
-        acting_agent, state.params, jax.random.split(key_act, num_envs), state.obs,
-        agent_config.horizon, EPSILON, epsilon)
+    plan_batch = jax.vmap(act, in_axes=(None, None, 0, 0, None, None, None))
+    if config.exploration_repeat == 1:
+      plan = plan_batch(acting_agent, state.params, jax.random.split(key_act, num_envs),
+                        state.obs, agent_config.horizon, EPSILON, epsilon)
+      planner_action, env_action, exploration = plan.planner_action, plan.action, None
+    else:
+      key_act, key_explore = jax.random.split(key_act)
+      plan = plan_batch(acting_agent, state.params, jax.random.split(key_act, num_envs),
+                        state.obs, agent_config.horizon, GREEDY, 0.0)
+      planner_action, exploration = held_exploration_actions(
+          key_explore, state.exploration, plan.planner_action, epsilon)
+      env_action = jax.vmap(acting_agent.to_env_action)(planner_action)
     obs_next, env_state, reward, terminated, truncated, info = batched_step(
-        jax.random.split(key_env, num_envs), state.env_state, plan.action, env_params)
+        jax.random.split(key_env, num_envs), state.env_state, env_action, env_params)
     obs_next = obs_next.reshape(num_envs, -1).astype(jnp.float32)
     final_obs = info["final_observation"].reshape(num_envs, -1).astype(jnp.float32)
     reached_goal = info.get("reached_goal", jnp.full((num_envs,), -1, jnp.int32))
-    buffer = replay.add(state.buffer, state.obs, plan.planner_action, reward.astype(jnp.float32),
+    buffer = replay.add(state.buffer, state.obs, planner_action, reward.astype(jnp.float32),
                         terminated, truncated, final_obs, reached_goal)
     done = jnp.logical_or(terminated, truncated)
     episode_return = state.running_return + reward
+    if exploration is not None:  # a held action never carries over into the next episode
+      exploration = exploration._replace(
+          steps_left=jnp.where(done, 0, exploration.steps_left))
     state = state.replace(
         buffer=buffer, env_state=env_state, obs=obs_next, key=key,
         env_steps=state.env_steps + num_envs,
-        running_return=jnp.where(done, 0.0, episode_return))
+        running_return=jnp.where(done, 0.0, episode_return), exploration=exploration)
 
     learning = (state.env_steps >= config.learning_starts) & (buffer.size >= sequence_length)
-    metrics = {}
-    for key_u in jax.random.split(key_update, config.updates_per_iteration):
+    def gated_update(state, key_u):
       updated, metrics = update(state, key_u)
-      state = jax.tree.map(lambda new, old: jnp.where(learning, new, old), updated, state)
+      return jax.tree.map(lambda new, old: jnp.where(learning, new, old), updated, state), metrics
+
+    # A scan (not an unrolled loop) over the updates halves the compile time.
+    state, metrics = jax.lax.scan(gated_update, state,
+                                  jax.random.split(key_update, config.updates_per_iteration))
+    metrics = jax.tree.map(lambda m: m[-1], metrics)
     step_metrics = {
         **metrics,
         "episode/return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
