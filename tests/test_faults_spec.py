@@ -87,7 +87,7 @@ def test_reinit_takes_params_or_init_fn():
 
 @pytest.mark.parametrize("spec,message", [
     ("value gaussian()", r"missing ':' in fault 'value gaussian\(\)'"),
-    ("value:gausian(scale=1)", r"unknown fault 'gausian'.*known faults: ablate, bitflip, "
+    ("value:gausian(scale=1)", r"unknown fault 'gausian'.*known faults: ablate, act_ablate, act_noise, act_stuck, bitflip, "
                                r"gaussian, interpolate, reinit, scale, signflip, stuck, swap"),
     ("value:gaussian(sigma=1)", r"fault 'gaussian' has no parameter 'sigma'; allowed: scale, "
                                 r"relative"),
@@ -129,7 +129,7 @@ def test_unknown_target_is_reported_when_applied():
 def test_list_and_describe():
   listed = {info.name: info for info in faults.list_faults()}
   assert set(listed) == {"gaussian", "bitflip", "stuck", "ablate", "scale", "signflip", "reinit",
-                         "interpolate", "swap"}
+                         "interpolate", "swap", "act_noise", "act_stuck", "act_ablate"}
   assert listed["gaussian"].params == {"scale": 0.1, "relative": False}
   assert listed["scale"].params == {"factor": faults.REQUIRED}
   assert listed["bitflip"].params["bits"] == "any"
@@ -152,3 +152,14 @@ def test_spec_round_trips(spec):
   fault = faults.parse_fault_spec(spec)
   assert faults.parse_fault_spec(fault.spec).spec == fault.spec
   assert fault.spec.replace(" ", "") == spec.replace(" ", "")
+
+
+def test_activation_faults_parse_and_refuse_composition():
+  fault = faults.parse_fault_spec("world_model/dynamics:act_stuck(value=2, seed=3)")
+  assert isinstance(fault, faults.ActivationFault)
+  assert fault.target == "world_model/dynamics"
+  assert faults.parse_fault_spec(fault.spec).spec == fault.spec
+  with pytest.raises(ValueError, match="expected an integer"):
+    faults.parse_fault_spec("value:act_ablate(seed=1.5)")
+  with pytest.raises(ValueError, match="cannot be composed"):
+    faults.parse_fault_spec("value:act_noise(scale=1); value:gaussian(scale=1)")
