@@ -143,6 +143,33 @@ def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
   return "\n".join(lines + ["", legend])
 
 
+def _format_health(rows: list[dict[str, Any]], goal_names: Sequence[str]) -> str:
+  """Component health per condition (means over seeds)."""
+  header = (f"{'fault':<44} {'sev':>6} {'H':>2} {'wm_err_1':>9} {'rew_err_1':>9} "
+            f"{'V_mae':>6} {'V~V*':>5} {'V_goal':>6} {'plan_opt':>8}")
+  lines = ["component health (held-out intact episodes; means over seeds)", header,
+           "-" * len(header)]
+  for row in rows:
+    fault = row["fault"] if len(row["fault"]) <= 44 else row["fault"][:41] + "..."
+    prefix = f"{fault:<44} {row['severity']:>6.3g} {row['horizon']:>2} "
+    health = row["health"]
+    if health is None:
+      lines.append(prefix + "(activation fault: parameters unchanged)")
+      continue
+    implied = int(health.get("health/value_implied_goal", -1))
+    goal = goal_names[implied] if 0 <= implied < len(goal_names) else "-"
+    lines.append(prefix + f"{health.get('health/latent_error_1', float('nan')):>9.4f} "
+                 f"{health.get('health/reward_error_1', float('nan')):>9.4f} "
+                 f"{health.get('health/value_abs_error', float('nan')):>6.3f} "
+                 f"{health.get('health/value_rank_corr_intended', float('nan')):>5.2f} "
+                 f"{goal:>6} {health.get('health/planner_optimal_share', float('nan')):>8.3f}")
+  lines.append("wm_err_1 / rew_err_1: one-step latent and reward prediction errors; V_mae: |V - "
+               "Monte-Carlo return|; V~V*: rank correlation with the exact optimal value of the "
+               "intended goal; V_goal: goal whose V* the value matches best; plan_opt: share of "
+               "states where the planner picks an optimal action")
+  return "\n".join(lines)
+
+
 def _cmd_faults(args: argparse.Namespace) -> int:
   from mbrl_drift.faults import describe_faults
 
@@ -155,7 +182,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
   import numpy as np
 
   from mbrl_drift.checkpoint import atomic_write_json
-  from mbrl_drift.fault_evaluation import calibrate_fault, evaluate_conditions, parse_faults
+  from mbrl_drift.fault_evaluation import (calibrate_fault, condition_health,
+                                           evaluate_conditions, parse_faults)
   from mbrl_drift.runs import enable_compilation_cache, load_run
 
   enable_compilation_cache()
@@ -201,12 +229,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
   goal_names = list(getattr(env, "goal_names", [str(k) for k in
                                                 range(int(getattr(env, "num_goals", 0)))]))
   print(_format_conditions(rows, goal_names, intended))
+  health_rows = []
+  if args.health:
+    conditions = sorted({(r["fault"], r["severity"], r["horizon"]) for r in rows},
+                        key=lambda c: (labels.index(c[0]) if c[0] in labels else -1, c[1], c[2]))
+    for label, severity, horizon in conditions:
+      spec = labels[0] if label == "intact" else label
+      fault = faults[labels.index(spec)] if label != "intact" else None
+      health_rows += condition_health(run, [fault], [severity], [horizon], key=key,
+                                      fault_labels=[label])
+    print()
+    print(_format_health(health_rows, goal_names))
   if args.json:
     atomic_write_json(args.json, {
         "run": str(args.run), "env": run.config.env, "episodes": args.episodes,
         "calibration": {spec: dataclasses.asdict(result) if dataclasses.is_dataclass(result)
                         else str(result) for spec, result in calibration.items()},
-        "conditions": rows})
+        "conditions": rows, "health": health_rows})
     print(f"wrote {args.json}")
   return 0
 
@@ -260,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="calibrate each fault's severity to this drop in intended-goal "
                                  "success (matched damage) instead of --severity")
   evaluate_cmd.add_argument("--seed", type=int, default=0, help="evaluation seed")
+  evaluate_cmd.add_argument("--health", action="store_true",
+                            help="also report component health (world-model errors, value "
+                                 "calibration, value-implied goal, planner optimality)")
   evaluate_cmd.add_argument("--json", default=None, help="write the results as JSON here")
   evaluate_cmd.set_defaults(handler=_cmd_evaluate)
   return parser

@@ -292,3 +292,61 @@ def calibrate_fault(run: TrainedRun, fault: AnyFault, target_drop: float, horizo
 
   return faults_lib.calibrate_severity(evaluate_fn, target_drop, lo=0.0, hi=hi,
                                        num_rounds=num_rounds, grid_size=grid_size)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+  finite = [v for v in values if not np.isnan(v)]
+  return float(np.mean(finite)) if finite else float("nan")
+
+
+def condition_health(run: TrainedRun, faults: Sequence[AnyFault], severities: Sequence[float],
+                     horizons: Sequence[int] | None = None, num_episodes: int = 50,
+                     key: jax.Array | None = None, fault_labels: Sequence[str] | None = None
+                     ) -> list[dict[str, Any]]:
+  """Component health of the faulted agent for every (fault, severity, horizon).
+
+  The held-out real transitions are greedy episodes of the intact agent (one batch per seed,
+  recorded with observations); each faulted parameter set is the one
+  :func:`evaluate_conditions` evaluates with the same ``key``. Activation faults change no
+  parameters, so their world-model and value errors are those of the intact agent and are not
+  reported (``"health": None``).
+
+  Returns:
+    One dict per condition: ``fault``, ``severity``, ``horizon`` and ``health``, the
+    :func:`mbrl_drift.metrics.component_health` scalars averaged over seeds.
+  """
+  agent, env, env_params = run.trainer.agent, run.trainer.env, run.trainer.env_params
+  horizons = [agent.config.horizon] if horizons is None else [int(h) for h in horizons]
+  agent = agent.with_max_horizon(max(horizons))
+  key = jax.random.key(0) if key is None else key
+  faults = list(faults)
+  if fault_labels is None:
+    fault_labels = ["intact" if f is None else f.spec for f in faults]
+  max_steps = int(env_params.max_steps)
+  held_out = jax.jit(jax.vmap(lambda p, k: evaluate(
+      agent, p, env, env_params, k, num_episodes, max_steps=max_steps)))(
+          run.params, jax.random.split(jax.random.fold_in(key, 7), run.num_seeds))
+  rows = []
+  for f, fault in enumerate(faults):
+    for severity in severities:
+      for horizon in horizons:
+        row: dict[str, Any] = {"fault": fault_labels[f], "severity": float(severity),
+                               "horizon": horizon, "health": None}
+        if not isinstance(fault, faults_lib.ActivationFault):
+          per_seed = []
+          for seed in range(run.num_seeds):
+            params = jax.tree.map(lambda x: x[seed], run.params)
+            if fault is not None:
+              key_fault = jax.random.fold_in(
+                  jax.random.fold_in(jax.random.fold_in(key, seed), 1), f)
+              params = _reference_for_seed(fault, jnp.int32(seed), params)(
+                  key_fault, params, jnp.float32(severity))
+            episodes = jax.tree.map(lambda x: x[seed], held_out)
+            health = metrics_lib.component_health(
+                jax.random.fold_in(key, seed), agent, params, env, env_params, episodes,
+                planner_horizon=horizon)
+            per_seed.append({name: float(np.asarray(value)) for name, value in health.items()
+                             if np.asarray(value).size == 1})
+          row["health"] = {name: _nanmean([h[name] for h in per_seed]) for name in per_seed[0]}
+        rows.append(row)
+  return rows

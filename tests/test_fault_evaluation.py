@@ -146,3 +146,24 @@ def test_cli_matched_damage_calibrates_each_fault_separately(tiny_run_dir, tmp_p
   assert set(rows) == {"intact", *specs}
   for spec in specs:  # each fault is evaluated at its own calibrated severity
     assert rows[spec]["severity"] == pytest.approx(data["calibration"][spec]["severity"])
+
+
+def test_cli_health_separates_value_faults_from_world_model_faults(tiny_run_dir, tmp_path,
+                                                                   capsys):
+  out = tmp_path / "health.json"
+  code = main(["evaluate", "--run", str(tiny_run_dir), "--fault", "value:signflip",
+               "--fault", "world_model/dynamics:gaussian(scale=1.0)", "--fault",
+               "value:act_noise(scale=1)", "--severity", "1", "--episodes", "4", "--health",
+               "--json", str(out)])
+  assert code == 0
+  assert "component health" in capsys.readouterr().out
+  health = {row["fault"]: row["health"] for row in json.loads(out.read_text())["health"]}
+  intact = health["intact"]
+  value_fault = health["value:signflip"]
+  dynamics_fault = health["world_model/dynamics:gaussian(scale=1.0)"]
+  assert health["value:act_noise(scale=1)"] is None
+  # A value fault leaves every world-model error unchanged; a dynamics fault changes it.
+  assert value_fault["health/latent_error_1"] == intact["health/latent_error_1"]
+  assert dynamics_fault["health/latent_error_1"] != intact["health/latent_error_1"]
+  assert value_fault["health/value_abs_error"] != intact["health/value_abs_error"]
+  assert dynamics_fault["health/value_abs_error"] == intact["health/value_abs_error"]
