@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,37 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
     horizon = agent.config.horizon
   if max_steps is None:
     max_steps = episode_limit(env_params)
+
+  def policy(key_plan: jax.Array, obs: jax.Array, state: Any) -> tuple[jax.Array, jax.Array]:
+    del state
+    plan = act(agent, params, key_plan, obs, horizon, mode, epsilon, temperature)
+    return plan.action, plan.nonfinite
+
+  return run_episodes(key, env, env_params, policy, num_episodes, max_steps, record_obs)
+
+
+def run_episodes(key: jax.Array, env: envs.Environment, env_params: Any,
+                 policy: Callable[[jax.Array, jax.Array, Any], tuple[jax.Array, jax.Array]],
+                 num_episodes: int, max_steps: int, record_obs: bool = True) -> Trajectories:
+  """Runs ``num_episodes`` independent episodes of any policy function (not jitted itself).
+
+  Each episode starts from ``env.reset`` and steps without auto-reset until it terminates or
+  truncates; later steps are padding (state, observation and position repeat, action and
+  reward are zero). Vmapped over episodes, ``lax.scan`` over steps.
+
+  Args:
+    key: PRNG key.
+    env: the environment; ``state_index(state)`` and ``position(state)`` are recorded when it
+      has them (``-1`` and zeros otherwise).
+    env_params: its parameters.
+    policy: ``policy(key, obs [obs_dim], state) -> (action, nonfinite [] bool)``.
+    num_episodes: ``N``, static.
+    max_steps: ``T``, static number of scanned steps.
+    record_obs: keep every observation (else only the first, ``[N, 1, obs_dim]``).
+
+  Returns:
+    :class:`Trajectories` with ``N`` episodes of ``T`` steps.
+  """
   has_state_index = hasattr(env, "state_index")
   has_position = hasattr(env, "position")
 
@@ -72,10 +103,10 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
 
     def step(carry, key_t):
       state, obs, done, reached_goal, terminated_any, nonfinite = carry
-      key_plan, key_env = jax.random.split(key_t)
-      plan = act(agent, params, key_plan, obs, horizon, mode, epsilon, temperature)
+      key_action, key_env = jax.random.split(key_t)
+      action, bad = policy(key_action, obs, state)
       obs_next, state_next, reward, terminated, truncated, info = env.step_env(
-          key_env, state, plan.action, env_params)
+          key_env, state, action, env_params)
       obs_next = jnp.ravel(obs_next).astype(jnp.float32)
       valid = ~done
       goal = info.get("reached_goal", jnp.int32(-1))
@@ -86,9 +117,9 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
       carry = (state_next, obs_next, done | terminated | truncated,
                jnp.where(valid & (goal >= 0), goal, reached_goal),
                terminated_any | (valid & terminated),
-               nonfinite | (valid & plan.nonfinite))
-      outputs = (obs_next, plan.action, jnp.where(valid, reward, 0.0).astype(jnp.float32), valid,
-                 index, position)
+               nonfinite | (valid & bad))
+      outputs = (obs_next, jnp.where(valid, action, jnp.zeros_like(action)),
+                 jnp.where(valid, reward, 0.0).astype(jnp.float32), valid, index, position)
       return carry, outputs
 
     init = (state_0, obs_0, jnp.bool_(False), jnp.int32(-1), jnp.bool_(False), jnp.bool_(False))

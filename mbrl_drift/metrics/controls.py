@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mbrl_drift.evaluate import run_episodes
 from mbrl_drift.trajectories import Trajectories
 
 Array = jax.Array
@@ -61,61 +62,8 @@ def rollout(
 
 @functools.partial(jax.jit, static_argnames=("env", "act", "num_episodes", "max_steps"))
 def _rollout(key, env, env_params, act, act_params, num_episodes, max_steps):
-  has_state_index = hasattr(env, "state_index")
-  has_position = hasattr(env, "position")
-
-  def describe(state):
-    index = env.state_index(state) if has_state_index else -1
-    position = env.position(state) if has_position else jnp.zeros(2)
-    return jnp.asarray(index, jnp.int32), jnp.asarray(position, jnp.float32)
-
-  def episode(key_episode):
-    key_reset, key_run = jax.random.split(key_episode)
-    obs_0, state_0 = env.reset_env(key_reset, env_params)
-    obs_0 = jnp.ravel(obs_0).astype(jnp.float32)
-    index_0, position_0 = describe(state_0)
-
-    def step(carry, key_t):
-      state, obs, done, reached_goal, terminated_any, nonfinite = carry
-      key_action, key_env = jax.random.split(key_t)
-      action, bad = act(act_params, key_action, obs, state)
-      obs_next, state_next, reward, terminated, truncated, info = env.step_env(
-          key_env, state, action, env_params)
-      obs_next = jnp.ravel(obs_next).astype(jnp.float32)
-      valid = ~done
-      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, old)
-      state_next = keep(state_next, state)
-      obs_next = jnp.where(valid, obs_next, obs)
-      index_next, position_next = describe(state_next)
-      goal = info.get("reached_goal", jnp.int32(-1))
-      carry = (state_next, obs_next, done | terminated | truncated,
-               jnp.where(valid & (goal >= 0), goal, reached_goal),
-               terminated_any | (valid & terminated), nonfinite | (valid & bad))
-      outputs = (obs_next, jnp.where(valid, action, jnp.zeros_like(action)),
-                 jnp.where(valid, reward, 0.0).astype(jnp.float32), valid, index_next,
-                 position_next)
-      return carry, outputs
-
-    init = (state_0, obs_0, jnp.bool_(False), jnp.int32(-1), jnp.bool_(False),
-            jnp.bool_(False))
-    (_, _, _, reached_goal, terminated, nonfinite), outputs = jax.lax.scan(
-        step, init, jax.random.split(key_run, max_steps))
-    obs, action, reward, valid, index, position = outputs
-    return Trajectories(
-        obs=jnp.concatenate([obs_0[None], obs]),
-        action=action,
-        reward=reward,
-        valid=valid,
-        length=jnp.sum(valid).astype(jnp.int32),
-        episode_return=jnp.sum(reward),
-        terminated=terminated,
-        reached_goal=reached_goal,
-        state_index=jnp.concatenate([index_0[None], index]),
-        position=jnp.concatenate([position_0[None], position]),
-        nonfinite=nonfinite,
-    )
-
-  return jax.vmap(episode)(jax.random.split(key, num_episodes))
+  return run_episodes(key, env, env_params, lambda k, obs, state: act(act_params, k, obs, state),
+                      num_episodes, max_steps)
 
 
 def _tabular_act(env: Any):
