@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import zlib
 from typing import Any, Sequence
 
 import jax
@@ -36,7 +37,8 @@ class ConditionResults:
 
   Attributes:
     fault_labels: ``F`` fault specs (``"intact"`` for no fault).
-    severities: ``[S]``.
+    severities: ``[S]``, or ``[F, S]`` when every fault has its own row.
+    severity_table: ``[F, S]`` the severity of every (fault, severity index).
     horizons: ``[H]``.
     policies: ``P`` action-selection names.
     trajectories: :class:`Trajectories` without observations, ``[F, S, H, P, seeds, N, ...]``.
@@ -47,6 +49,7 @@ class ConditionResults:
 
   fault_labels: tuple[str, ...]
   severities: np.ndarray
+  severity_table: np.ndarray
   horizons: np.ndarray
   policies: tuple[str, ...]
   trajectories: Trajectories
@@ -76,10 +79,13 @@ class ConditionResults:
     key = jax.random.key(0) if key is None else key
     rows = []
     healthy: dict[tuple[int, int, int], dict[str, Any]] = {}
-    order = np.argsort(self.severities, kind="stable")  # severity 0 first: the healthy reference
-    for f, s, h, p in itertools.product(range(len(self.fault_labels)), order,
-                                        range(len(self.horizons)), range(len(self.policies))):
-      row: dict[str, Any] = {"fault": self.fault_labels[f], "severity": float(self.severities[s]),
+    conditions = [(f, s, h, p) for f in range(len(self.fault_labels))
+                  # severity 0 first: the healthy reference of the fault's other severities
+                  for s in np.argsort(self.severity_table[f], kind="stable")
+                  for h in range(len(self.horizons)) for p in range(len(self.policies))]
+    for f, s, h, p in conditions:
+      row: dict[str, Any] = {"fault": self.fault_labels[f],
+                             "severity": float(self.severity_table[f, s]),
                              "horizon": int(self.horizons[h]), "policy": self.policies[p]}
       for name, value in outcomes.items():
         per_seed = value[f, s, h, p]
@@ -157,6 +163,12 @@ def parse_faults(run: TrainedRun, specs: Sequence[str]) -> list[AnyFault]:
   return parsed
 
 
+def stable_fault_id(spec: str) -> int:
+  """A 31-bit integer derived from a fault spec, stable across processes and Python versions
+  (the ``fault_ids`` of :func:`evaluate_conditions`)."""
+  return zlib.crc32(spec.encode()) & 0x7FFFFFFF
+
+
 def _intended_goal(env_params: Any) -> int:
   return int(getattr(env_params, "intended_goal", -1))
 
@@ -166,7 +178,8 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
                         policies: Sequence[str] = ("greedy",), num_episodes: int = 100,
                         key: jax.Array | None = None, epsilon: float = 0.1,
                         temperature: float | None = None, fault_labels: Sequence[str] | None = None,
-                        batch_size: int = 1) -> ConditionResults:
+                        batch_size: int = 1, fault_ids: Sequence[int] | None = None
+                        ) -> ConditionResults:
   """Evaluates every (fault, severity, horizon, policy, seed) condition of a trained run.
 
   All conditions run in one compiled call (``jax.lax.map`` over batches of ``batch_size``
@@ -175,7 +188,8 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
   Args:
     run: the trained run.
     faults: weight or activation faults; ``None`` stands for the intact agent.
-    severities: ``S`` severities (0 is the identity for every fault).
+    severities: ``[S]`` severities shared by every fault (0 is the identity for every fault),
+      or ``[F, S]``, one row per fault (e.g. each fault's matched-damage severity).
     horizons: planning horizons (default: the agent's training horizon).
     policies: action selections, ``"greedy"``, ``"epsilon"`` or ``"boltzmann"``.
     num_episodes: episodes per condition and seed.
@@ -185,6 +199,9 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
     fault_labels: display names (default: each fault's spec).
     batch_size: conditions vmapped together inside the compiled loop (1 is fastest on CPU;
       raise it on accelerators).
+    fault_ids: ``F`` integers that seed each fault's random draws (default: the fault's
+      position). Give stable ids (e.g. :func:`stable_fault_id` of the spec) so that a fault
+      evaluated alone or among others draws the same noise.
 
   Returns:
     :class:`ConditionResults`.
@@ -205,21 +222,32 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
   num_seeds = run.num_seeds
   max_steps = int(env_params.max_steps)
   agent = agent.with_max_horizon(max(int(h) for h in horizons))
-  grid = np.array(list(itertools.product(range(len(faults)), range(len(severities)),
+  severity_table = np.asarray(severities, np.float32)
+  if severity_table.ndim == 1:
+    severity_table = np.broadcast_to(severity_table, (len(faults), severity_table.shape[0]))
+  if severity_table.ndim != 2 or severity_table.shape[0] != len(faults):
+    raise ValueError(f"severities must have shape [S] or [F, S] with F={len(faults)} faults; got "
+                     f"{np.shape(severities)}")
+  fault_ids = list(range(len(faults))) if fault_ids is None else [int(i) for i in fault_ids]
+  if len(fault_ids) != len(faults):
+    raise ValueError(f"got {len(fault_ids)} fault_ids for {len(faults)} faults")
+  grid = np.array(list(itertools.product(range(len(faults)), range(severity_table.shape[1]),
                                          range(len(horizons)), range(len(policies)),
                                          range(num_seeds))), np.int32)
   if temperature is None:
     temperature = agent.config.boltzmann_temperature
   trajectories, nonfinite = _evaluate_grid(
-      faults, run.params, env_params, jnp.asarray(grid), jnp.asarray(severities, jnp.float32),
+      faults, run.params, env_params, jnp.asarray(grid), jnp.asarray(severity_table),
+      jnp.asarray(fault_ids, jnp.int32),
       jnp.asarray(horizons, jnp.int32),
       jnp.asarray([SELECTION_MODES[p] for p in policies], jnp.int32), key,
       jnp.float32(epsilon), jnp.float32(temperature), agent=agent, env=env,
       num_episodes=num_episodes, max_steps=max_steps, batch_size=batch_size)
-  shape = (len(faults), len(severities), len(horizons), len(policies), num_seeds)
+  shape = (len(faults), severity_table.shape[1], len(horizons), len(policies), num_seeds)
   trajectories = jax.tree.map(lambda x: np.asarray(x).reshape(shape + x.shape[1:]), trajectories)
   return ConditionResults(
       fault_labels=tuple(fault_labels), severities=np.asarray(severities, np.float32),
+      severity_table=np.array(severity_table),
       horizons=np.asarray(horizons, np.int32), policies=tuple(policies),
       trajectories=trajectories, nonfinite_params=np.asarray(nonfinite).reshape(shape),
       intended_goal=_intended_goal(env_params), num_goals=int(getattr(env, "num_goals", 0)))
@@ -228,7 +256,8 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
 @functools.partial(jax.jit, static_argnames=("agent", "env", "num_episodes", "max_steps",
                                              "batch_size"))
 def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: jax.Array,
-                   severities: jax.Array, horizons: jax.Array, modes: jax.Array, key: jax.Array,
+                   severities: jax.Array, fault_ids: jax.Array, horizons: jax.Array,
+                   modes: jax.Array, key: jax.Array,
                    epsilon: jax.Array, temperature: jax.Array, *, agent: Any, env: Any,
                    num_episodes: int, max_steps: int, batch_size: int
                    ) -> tuple[Trajectories, jax.Array]:
@@ -241,9 +270,9 @@ def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: j
 
   def condition(index: jax.Array) -> tuple[Trajectories, jax.Array]:
     fault_index, severity_index, horizon_index, policy_index, seed = (index[i] for i in range(5))
-    severity = severities[severity_index]
+    severity = severities[fault_index, severity_index]
     key_seed = jax.random.fold_in(key, seed)
-    key_fault = jax.random.fold_in(jax.random.fold_in(key_seed, 1), fault_index)
+    key_fault = jax.random.fold_in(jax.random.fold_in(key_seed, 1), fault_ids[fault_index])
     key_eval = jax.random.fold_in(key_seed, 2)
     seed_params = jax.tree.map(lambda x: x[seed], params)
 
@@ -274,12 +303,15 @@ def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: j
 def calibrate_fault(run: TrainedRun, fault: AnyFault, target_drop: float, horizon: int | None = None,
                     policy: str = "greedy", num_episodes: int = 100, key: jax.Array | None = None,
                     metric: str = "outcome/intended_success", grid_size: int = 8,
-                    num_rounds: int = 3, hi: float = 1.0) -> faults_lib.CalibrationResult:
+                    num_rounds: int = 3, hi: float = 1.0, fault_id: int = 0
+                    ) -> faults_lib.CalibrationResult:
   """Finds the severity at which ``fault`` lowers ``metric`` (mean over seeds) by ``target_drop``.
 
   Each round evaluates a grid of ``grid_size`` severities in one call of
   :func:`evaluate_conditions` (same episodes for every severity), then refines the bracket
-  (see :func:`mbrl_drift.faults.calibrate_severity`).
+  (see :func:`mbrl_drift.faults.calibrate_severity`). ``fault_id`` seeds the fault's random
+  draws as in :func:`evaluate_conditions`, so a later evaluation with the same id and key sees
+  the noise the severity was calibrated on.
 
   Returns:
     The :class:`~mbrl_drift.faults.CalibrationResult` (``reached`` is False when even the
@@ -287,7 +319,7 @@ def calibrate_fault(run: TrainedRun, fault: AnyFault, target_drop: float, horizo
   """
   def evaluate_fn(severities: jax.Array) -> jax.Array:
     results = evaluate_conditions(run, [fault], np.asarray(severities), [horizon] if horizon
-                                  else None, [policy], num_episodes, key)
+                                  else None, [policy], num_episodes, key, fault_ids=[fault_id])
     return jnp.asarray(results.outcomes()[metric][0, :, 0, 0].mean(axis=-1))
 
   return faults_lib.calibrate_severity(evaluate_fn, target_drop, lo=0.0, hi=hi,

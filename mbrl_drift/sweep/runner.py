@@ -1,0 +1,406 @@
+"""Running sweeps: one job (train once, break many times) per task, on local processes or Ray.
+
+The driver (:func:`run_sweep`) owns the results store. Each job runs as one task,
+:func:`execute_job`: it trains (or resumes) the job's runs under ``runs/<job>/``, calibrates the
+matched-damage severities the store does not know yet, evaluates every pending trial of the job
+in one compiled call, and returns the trial records. The driver commits them. A task is a plain
+function of picklable arguments, so the local process pool and Ray run exactly the same code and
+give the same numbers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import dataclasses
+import fcntl
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from mbrl_drift.sweep.spec import INTACT, MAIN_RUN, Job, SweepSpec, Trial
+from mbrl_drift.sweep.store import Calibration, ResultsStore
+
+RUNNERS = ("local", "ray")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSummary:
+  """What one call of :func:`run_sweep` did.
+
+  Attributes:
+    sweep_dir: the store's directory.
+    num_trials: trials in the sweep.
+    completed: trials completed by this call.
+    skipped: trials already done before this call.
+    failed: ``(job_id, error)`` of the jobs that raised.
+    wall_time_s: duration of the call.
+  """
+
+  sweep_dir: Path
+  num_trials: int
+  completed: int
+  skipped: int
+  failed: tuple[tuple[str, str], ...]
+  wall_time_s: float
+
+
+class SweepError(RuntimeError):
+  """Some jobs of a sweep failed (their trials stay pending and are retried on the next run)."""
+
+
+# -- one job -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "a") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _finished(run_dir: Path) -> bool:
+  import json
+
+  summary = run_dir / "summary.json"
+  return summary.exists() and bool(json.loads(summary.read_text()).get("finished"))
+
+
+def _train_job(root: Path, job: Job) -> float:
+  """Trains (or resumes) the job's main and reference runs; returns the seconds spent."""
+  from mbrl_drift.runs import train_run
+
+  start = time.time()
+  main_dir = root / job.run_dir
+  with _file_lock(root / "runs" / job.job_id / "job.lock"):
+    if not _finished(main_dir):
+      train_run(job.config, job.seeds, main_dir, seed=job.base_seed, resume=True, progress=False)
+    for name, config, init_from, freeze in job.references:
+      reference_dir = root / job.reference_dir(name)
+      if not _finished(reference_dir):
+        train_run(config, job.seeds, reference_dir, seed=job.base_seed, resume=True,
+                  progress=False, init_from=main_dir if init_from == MAIN_RUN else None,
+                  freeze=freeze)
+  return time.time() - start
+
+
+def _resolve_references(spec: str, root: Path, job: Job) -> str:
+  """Replaces ``run=@name`` by the path of the job's reference run ``name``."""
+  for name, *_ in job.references:
+    spec = spec.replace(f"run=@{name}", f"run={root / job.reference_dir(name)}")
+  return spec
+
+
+def _describe(fault: Any) -> tuple[str, str]:
+  """``(component, fault_name)`` of a parsed fault (``intact`` for none)."""
+  if fault is None:
+    return INTACT, INTACT
+  return fault.target, fault.name
+
+
+def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Trial],
+                calibrations: dict[tuple[str, float], Calibration],
+                cache_dir: str | None = None) -> dict[str, Any]:
+  """Runs one job: trains its runs, calibrates, evaluates ``trials``.
+
+  Args:
+    sweep_dir: the sweep directory (absolute; shared storage on a cluster).
+    spec: the sweep.
+    job: the job.
+    trials: the job's pending trials.
+    calibrations: matched-damage severities already known, ``(fault, target_drop) -> ...``.
+    cache_dir: JAX compilation cache directory (default: mbrl_drift's).
+
+  Returns:
+    ``{"job_id", "train_s", "calibrations": [(fault, target_drop, Calibration)],
+    "records": [trial record, ...]}``.
+  """
+  import jax
+
+  from mbrl_drift import metrics as metrics_lib
+  from mbrl_drift.fault_evaluation import (calibrate_fault, evaluate_conditions, parse_faults,
+                                           stable_fault_id)
+  from mbrl_drift.runs import enable_compilation_cache, load_run
+
+  enable_compilation_cache(cache_dir)
+  root = Path(sweep_dir)
+  train_s = _train_job(root, job)
+  run = load_run(root / job.run_dir)
+  env, env_params = run.trainer.env, run.trainer.env_params
+  key = jax.random.key(spec.eval_seed)
+  horizons = list(spec.horizons) or [job.config.agent.horizon]
+
+  # -- parse the faults of the pending trials (intact first) -------------------------------------
+  specs = list(dict.fromkeys(t.fault for t in trials))
+  specs.sort(key=lambda s: s != INTACT)
+  parsed = {s: None if s == INTACT else parse_faults(run, [_resolve_references(s, root, job)])[0]
+            for s in specs}
+
+  # -- matched damage: calibrate the severities not yet known ------------------------------------
+  start = time.time()
+  known = dict(calibrations)
+  new_calibrations = []
+  for trial in trials:
+    point = (trial.fault, trial.target_drop)
+    if trial.target_drop is None or point in known:
+      continue
+    result = calibrate_fault(run, parsed[trial.fault], trial.target_drop, horizon=horizons[0],
+                             policy="greedy", num_episodes=spec.calibration_episodes, key=key,
+                             fault_id=stable_fault_id(trial.fault))
+    known[point] = Calibration(float(result.severity), float(result.drop), bool(result.reached))
+    new_calibrations.append((trial.fault, trial.target_drop, known[point]))
+  calibrate_s = time.time() - start
+
+  # -- evaluate every pending fault at all its severities in one call ----------------------------
+  start = time.time()
+
+  def severity_of(trial: Trial) -> float:
+    value = trial.severity if trial.target_drop is None else known[
+        (trial.fault, trial.target_drop)].severity
+    return float(np.float32(value))
+
+  rows_per_fault = {s: sorted({0.0} | {severity_of(t) for t in trials if t.fault == s})
+                    for s in specs}
+  width = max(len(r) for r in rows_per_fault.values())
+  table = [r + [r[-1]] * (width - len(r)) for r in rows_per_fault.values()]
+  policies = list(dict.fromkeys(p for p in spec.policies))
+  results = evaluate_conditions(
+      run, [parsed[s] for s in specs], table, horizons, policies, spec.episodes, key,
+      fault_labels=specs, fault_ids=[stable_fault_id(s) for s in specs])
+  rows = results.rows(env, env_params, key=jax.random.fold_in(key, 11))
+  evaluate_s = time.time() - start
+
+  by_condition = {}
+  for row in rows:
+    by_condition.setdefault((row["fault"], row["severity"], row["horizon"], row["policy"]), row)
+  records = []
+  for trial in trials:
+    severity = severity_of(trial)
+    row = by_condition[(trial.fault, severity, trial.horizon, trial.policy)]
+    f = specs.index(trial.fault)
+    s = rows_per_fault[trial.fault].index(severity)
+    h, p = horizons.index(trial.horizon), policies.index(trial.policy)
+    component, fault_name = _describe(parsed[trial.fault])
+    metrics = {**row.get("behaviour", {})}
+    metrics.update({k: v for k, v in row.items()
+                    if k.startswith(("outcome/", "nonfinite/"))})
+    for name in ("outcome/intended_success", "outcome/mean_return"):
+      per_seed = np.asarray(row[name + "/per_seed"], np.float32)
+      interval = metrics_lib.iqm_ci(jax.random.fold_in(key, 13), per_seed)
+      short = name.split("/", 1)[1]
+      metrics[f"seeds/{short}_iqm"] = float(metrics_lib.interquartile_mean(per_seed))
+      metrics[f"seeds/{short}_iqm_ci_low"] = float(interval.low)
+      metrics[f"seeds/{short}_iqm_ci_high"] = float(interval.high)
+    calibration = known.get((trial.fault, trial.target_drop))
+    trajectories = results.trajectories
+    sample = slice(0, spec.sample_episodes)
+    pick = lambda x: np.asarray(x[f, s, h, p, 0, sample]).tolist()
+    records.append({
+        "trial_id": trial.trial_id,
+        "job_id": job.job_id,
+        "run_dir": job.run_dir,
+        "config": {
+            "sweep": spec.name, "env": job.env, "env_kwargs": [list(kv) for kv in
+                                                              job.config.env_kwargs],
+            "variant": job.variant, "seeds": job.seeds, "fault": trial.fault,
+            "component": component, "fault_name": fault_name, "severity": severity,
+            "target_drop": trial.target_drop, "horizon": trial.horizon,
+            "policy": trial.policy, "episodes": trial.episodes,
+            "calibration": None if calibration is None else dataclasses.asdict(calibration),
+        },
+        "metrics": metrics,
+        "label": row.get("label"),
+        "label_reasons": row.get("label_reasons", []),
+        "sample": {"seed": 0, "state_index": pick(trajectories.state_index),
+                   "position": pick(trajectories.position), "length": pick(trajectories.length),
+                   "reached_goal": pick(trajectories.reached_goal)},
+        "timings": {"train_s": round(train_s, 3), "calibrate_s": round(calibrate_s, 3),
+                    "evaluate_s": round(evaluate_s, 3),
+                    "trial_s": round(evaluate_s / max(len(trials), 1), 4)},
+    })
+  return {"job_id": job.job_id, "train_s": train_s, "calibrations": new_calibrations,
+          "records": records}
+
+
+# -- runners -------------------------------------------------------------------------------------
+
+
+def _init_local_worker(cores: Any, parent_pid: int) -> None:
+  """Pool-worker setup: die with the driver, and pin to one core."""
+  try:  # PR_SET_PDEATHSIG: a driver killed with SIGKILL takes its workers with it (Linux)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+  except (OSError, AttributeError):
+    pass
+  if os.getppid() != parent_pid:
+    os._exit(1)
+  with contextlib.suppress(Exception):
+    os.sched_setaffinity(0, {cores.get()})
+
+
+def _local_results(tasks: Sequence[tuple], workers: int) -> Iterator[tuple[int, Any]]:
+  """Yields ``(task index, result or exception)`` as tasks finish."""
+  if workers <= 1 or len(tasks) <= 1:
+    for index, args in enumerate(tasks):
+      try:
+        yield index, execute_job(*args)
+      except Exception as error:  # noqa: BLE001 -- reported per job, the sweep goes on
+        yield index, _failure(error)
+    return
+  context = multiprocessing.get_context("spawn")
+  cores = context.Queue()
+  available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  for i in range(workers):
+    cores.put(available[i % len(available)] if available else 0)
+  with concurrent.futures.ProcessPoolExecutor(
+      max_workers=workers, mp_context=context, initializer=_init_local_worker,
+      initargs=(cores, os.getpid())) as pool:
+    futures = {pool.submit(execute_job, *args): index for index, args in enumerate(tasks)}
+    for future in concurrent.futures.as_completed(futures):
+      try:
+        yield futures[future], future.result()
+      except Exception as error:  # noqa: BLE001
+        yield futures[future], _failure(error)
+
+
+def _ray_results(tasks: Sequence[tuple], address: str | None,
+                 workers: int | None) -> Iterator[tuple[int, Any]]:
+  try:
+    import ray
+  except ImportError as error:
+    raise ImportError("the Ray runner needs Ray: pip install 'mbrl_drift[ray]'") from error
+  started_here = not ray.is_initialized()
+  if started_here:
+    options: dict[str, Any] = {"address": address, "include_dashboard": False,
+                               "log_to_driver": False, "configure_logging": False}
+    if address is None and workers:
+      options["num_cpus"] = workers
+    with warnings.catch_warnings():
+      # Ray starts its processes with fork + exec, which JAX's fork warning cannot tell apart
+      # from a bare fork.
+      warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+      ray.init(**options)
+  try:
+    remote = ray.remote(num_cpus=1, max_retries=0)(execute_job)
+    pending = {remote.remote(*args): index for index, args in enumerate(tasks)}
+    while pending:
+      done, _ = ray.wait(list(pending), num_returns=1)
+      index = pending.pop(done[0])
+      try:
+        yield index, ray.get(done[0])
+      except Exception as error:  # noqa: BLE001
+        yield index, _failure(error)
+  finally:
+    if started_here:
+      ray.shutdown()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+  error: str
+
+
+def _failure(error: BaseException) -> _Failure:
+  return _Failure("".join(traceback.format_exception_only(type(error), error)).strip())
+
+
+def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, runner: str = "local",
+              workers: int | None = None, address: str | None = None,
+              log: Callable[[str], None] | None = None, raise_on_failure: bool = True
+              ) -> SweepSummary:
+  """Runs every trial of ``spec`` not yet done in ``sweep_dir``.
+
+  Re-running after a crash (or a kill at any moment) resumes: finished trials are skipped,
+  interrupted training resumes from its last checkpoint, and every trial completes exactly once
+  with the numbers an uninterrupted sweep gives.
+
+  Args:
+    spec: the sweep.
+    sweep_dir: its results store (created if new).
+    runner: ``"local"`` (a pool of spawned processes, one job each, pinned one per core; jobs
+      run in this process when there is one job or one worker) or ``"ray"``.
+    workers: parallel jobs (default: one per core, at most the number of jobs).
+    address: Ray cluster address (``None`` starts a local Ray instance).
+    log: called with progress lines (e.g. ``print``).
+    raise_on_failure: raise :class:`SweepError` at the end if a job failed.
+
+  Returns:
+    A :class:`SweepSummary`.
+
+  Raises:
+    ValueError: an unknown runner.
+    StoreLockedError: another sweep is writing to ``sweep_dir``.
+    StoreError: ``sweep_dir`` holds another sweep or a store of another version.
+    SweepError: a job failed (after every other job finished).
+  """
+  import jax
+
+  if runner not in RUNNERS:
+    raise ValueError(f"unknown runner {runner!r}; choose from {list(RUNNERS)}")
+  log = log or (lambda _: None)
+  start = time.time()
+  root = Path(sweep_dir).resolve()
+  with ResultsStore.create(root, spec) as store:
+    jobs = spec.jobs()
+    trials = {job.job_id: spec.trials(job) for job in jobs}
+    store.register(jobs, [t for job_trials in trials.values() for t in job_trials])
+    status = store.status_of()
+    total = sum(len(t) for t in trials.values())
+    tasks, task_jobs = [], []
+    cache_dir = jax.config.jax_compilation_cache_dir
+    for job in jobs:
+      pending = [t for t in trials[job.job_id] if status.get(t.trial_id) != "done"]
+      if not pending:
+        continue
+      known = {}
+      for trial in pending:
+        if trial.target_drop is not None:
+          calibration = store.calibration(job.job_id, trial.fault, trial.target_drop)
+          if calibration is not None:
+            known[(trial.fault, trial.target_drop)] = calibration
+      tasks.append((str(root), spec, job, pending, known, cache_dir))
+      task_jobs.append((job, pending))
+    skipped = total - sum(len(p) for _, p in task_jobs)
+    log(f"sweep {spec.name!r}: {total} trials in {len(jobs)} jobs; {skipped} already done, "
+        f"{total - skipped} to run ({runner} runner)")
+    for _, pending in task_jobs:
+      store.mark_started([t.trial_id for t in pending])
+    if workers is None:
+      workers = min(len(tasks), os.cpu_count() or 1)
+    results: Iterable[tuple[int, Any]]
+    if runner == "ray":
+      results = _ray_results(tasks, address, workers)
+    else:
+      results = _local_results(tasks, workers)
+    completed, failed = 0, []
+    for index, result in results:
+      job, pending = task_jobs[index]
+      if isinstance(result, _Failure):
+        store.mark_failed([t.trial_id for t in pending], result.error)
+        failed.append((job.job_id, result.error))
+        log(f"job {job.job_id} ({job.env}, {job.variant}) failed: {result.error}")
+        continue
+      for fault, target_drop, calibration in result["calibrations"]:
+        store.record_calibration(job.job_id, fault, target_drop, calibration)
+      store.record_job(job.job_id, result["train_s"])
+      completed += store.complete(result["records"])
+      log(f"job {job.job_id} ({job.env}, {job.variant}): {len(result['records'])} trials done "
+          f"({skipped + completed}/{total})")
+  summary = SweepSummary(sweep_dir=root, num_trials=total, completed=completed, skipped=skipped,
+                         failed=tuple(failed), wall_time_s=round(time.time() - start, 2))
+  if failed and raise_on_failure:
+    raise SweepError(f"{len(failed)} job(s) of sweep {spec.name!r} failed; their trials stay "
+                     f"pending and re-running the sweep retries them. First error: "
+                     f"{failed[0][1]}")
+  return summary

@@ -1,0 +1,249 @@
+"""Sweeps: spec files, the results store, resuming after SIGKILL, local and Ray runners."""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import pytest
+
+from mbrl_drift import sweep
+from mbrl_drift.sweep.store import LEDGER_NAME
+
+TINY_SWEEP = """
+name = "tiny"
+seeds = 2
+
+[train]
+env = ["GoalGrid-OpenRoom"]
+preset = false
+total_steps = 256
+num_envs = 8
+buffer_size = 256
+batch_size = 8
+learning_starts = 64
+num_chunks = 4
+eval_episodes = 8
+agent = { latent_dim = 8, hidden_dim = 16, num_layers = 1, horizon = 1, max_horizon = 2 }
+
+[[variants]]
+name = "short"
+
+[[variants]]
+name = "long"
+train = { total_steps = 320 }
+
+[[references]]
+name = "goal_b"
+env_kwargs = { intended_goal = 1 }
+freeze = ["world_model/encoder", "world_model/dynamics"]
+
+[evaluate]
+faults = ["value:gaussian(scale=1.0)", "value:swap(run=@goal_b)"]
+severities = [1.0]
+matched_drops = [0.2]
+horizons = [1]
+policies = ["greedy", "boltzmann"]
+episodes = 8
+calibration_episodes = 8
+sample_episodes = 2
+"""
+
+
+def _comparable(records):
+  """Trial records without their timings, keyed by trial id."""
+  return {r["trial_id"]: {k: v for k, v in r.items() if k != "timings"} for r in records}
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+  path = tmp_path_factory.mktemp("spec") / "tiny.toml"
+  path.write_text(TINY_SWEEP)
+  return path
+
+
+@pytest.fixture(scope="module")
+def reference_sweep(tmp_path_factory, sweep_file):
+  """The tiny sweep run once, uninterrupted, in this process."""
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  out = tmp_path_factory.mktemp("reference")
+  summary = sweep.run_sweep(spec, out, workers=1)
+  with sweep.ResultsStore.open_readonly(out) as store:
+    records = store.records()
+  return spec, out, summary, records
+
+
+# -- spec ----------------------------------------------------------------------------------------
+
+
+def test_spec_grid_has_one_job_per_variant_and_the_intact_trial(sweep_file):
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  jobs = spec.jobs()
+  assert [j.variant for j in jobs] == ["short", "long"]
+  assert jobs[1].config.total_steps == 320 and jobs[0].config.total_steps == 256
+  assert jobs[0].references[0][1].env_kwargs == (("intended_goal", 1),)
+  trials = spec.trials(jobs[0])
+  # intact + 2 faults x (1 severity + 1 matched drop), each at 1 horizon x 2 policies
+  assert len(trials) == (1 + 2 * 2) * 2
+  assert len({t.trial_id for t in trials}) == len(trials)
+  assert {t.fault for t in trials} == {"intact", *spec.faults}
+
+
+def test_ids_are_stable_and_follow_the_config(sweep_file):
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  again = sweep.SweepSpec.from_dict(spec.to_dict())
+  assert again == spec and again.spec_hash() == spec.spec_hash()
+  ids = [t.trial_id for t in spec.trials(spec.jobs()[0])]
+  assert ids == [t.trial_id for t in again.trials(again.jobs()[0])]
+  more_episodes = sweep.SweepSpec.from_dict({**spec.to_dict(), "episodes": 16})
+  assert more_episodes.jobs()[0].job_id == spec.jobs()[0].job_id  # same training, reused
+  assert not set(ids) & {t.trial_id for t in more_episodes.trials(more_episodes.jobs()[0])}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace('env = ["GoalGrid-OpenRoom"]', 'env = ["GoalGrid-Nowhere"]'),
+     "GoalGrid-FourRooms"),
+    (lambda s: s.replace('"value:gaussian(scale=1.0)"', '"value:gausian(scale=1.0)"'),
+     "gaussian"),
+    (lambda s: s.replace('"value:gaussian(scale=1.0)"', '"valeu:gaussian(scale=1.0)"'),
+     "world_model"),
+    (lambda s: s.replace("run=@goal_b", "run=@goal_c"), "goal_c"),
+    (lambda s: s.replace("batch_size = 8", "batch_sise = 8"), "batch_size"),
+    (lambda s: s.replace('"boltzmann"]', '"softmax"]'), "boltzmann"),
+    (lambda s: s.replace("horizons = [1]", "horizons = [5]"), "max_horizon"),
+    (lambda s: s.replace("[evaluate]", "[evaluation]"), "evaluate"),
+    (lambda s: s.replace("matched_drops = [0.2]", "matched_drops = [1.5]"), "matched_drops"),
+    (lambda s: s.replace("name = \"tiny\"", "name = \"tiny"), "not valid TOML"),
+])
+def test_malformed_sweep_files_are_clear_errors(tmp_path, edit, message):
+  path = tmp_path / "bad.toml"
+  path.write_text(edit(TINY_SWEEP))
+  with pytest.raises(ValueError, match="bad.toml") as error:
+    sweep.SweepSpec.from_file(path)
+  assert message in str(error.value)
+
+
+def test_a_missing_sweep_file_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="does not exist"):
+    sweep.SweepSpec.from_file(tmp_path / "nowhere.toml")
+
+
+# -- store ---------------------------------------------------------------------------------------
+
+
+def test_a_store_of_another_schema_version_is_refused(tmp_path, sweep_file):
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  with sweep.ResultsStore.create(tmp_path, spec):
+    pass
+  ledger = sqlite3.connect(tmp_path / LEDGER_NAME)
+  ledger.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+  ledger.commit()
+  ledger.close()
+  with pytest.raises(sweep.StoreError, match="schema 999"):
+    sweep.ResultsStore.create(tmp_path, spec)
+  with pytest.raises(sweep.StoreError, match="new directory"):
+    sweep.load_results(tmp_path)
+
+
+def test_a_store_refuses_another_sweep_and_a_second_writer(tmp_path, sweep_file):
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  with sweep.ResultsStore.create(tmp_path, spec):
+    with pytest.raises(sweep.StoreLockedError, match=f"pid {os.getpid()}"):
+      sweep.ResultsStore.create(tmp_path, spec)
+  other = sweep.SweepSpec.from_dict({**spec.to_dict(), "episodes": 4})
+  with pytest.raises(sweep.StoreError, match="different spec"):
+    sweep.ResultsStore.create(tmp_path, other)
+  with pytest.raises(sweep.StoreError, match="holds no sweep"):
+    sweep.load_results(tmp_path / "empty")
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def test_a_sweep_completes_every_trial_once_and_loads_into_a_dataframe(reference_sweep):
+  spec, out, summary, records = reference_sweep
+  assert summary.completed == summary.num_trials == 20 and not summary.failed
+  with sweep.ResultsStore.open_readonly(out) as store:
+    ledger = store.ledger()
+  assert all(row["status"] == "done" and row["completions"] == 1 for row in ledger)
+  frame = sweep.load_results(out)
+  assert len(frame) == 20
+  for column in ("fault", "component", "severity", "target_drop", "horizon", "policy",
+                 "outcome/intended_success", "goal/coherence", "label",
+                 "seeds/intended_success_iqm_ci_low"):
+    assert column in frame.columns
+  assert set(frame["component"]) == {"intact", "value"}
+  matched = frame[frame["target_drop"] == 0.2]
+  assert (matched["severity"] > 0).all()  # calibrated, stored with the trial
+  # reruns find everything done
+  again = sweep.run_sweep(spec, out, workers=1)
+  assert again.completed == 0 and again.skipped == 20
+
+
+def test_a_sweep_killed_at_a_random_point_resumes_to_identical_results(
+    tmp_path, sweep_file, reference_sweep):
+  spec, _, _, reference_records = reference_sweep
+  out = tmp_path / "killed"
+  env = {**os.environ, "MBRL_DRIFT_CACHE": str(jax.config.jax_compilation_cache_dir)}
+  command = [sys.executable, "-m", "mbrl_drift.cli", "sweep", str(sweep_file), "--out",
+             str(out), "--no-report", "--workers", "2"]
+  rng = random.Random()
+  delay = rng.uniform(0.0, 3.0)
+  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  # wait until a first training checkpoint exists, then kill after a random delay
+  deadline = time.time() + 300
+  while not list(out.glob("runs/*/main/checkpoint.npz")) and process.poll() is None:
+    assert time.time() < deadline, "the sweep wrote no checkpoint"
+    time.sleep(0.05)
+  time.sleep(delay)
+  process.send_signal(signal.SIGKILL)
+  assert process.wait() == -signal.SIGKILL, f"the sweep finished before the kill ({delay=:.2f})"
+
+  summary = sweep.run_sweep(spec, out, workers=1)
+  assert summary.completed + summary.skipped == summary.num_trials == 20, delay
+  with sweep.ResultsStore.open_readonly(out) as store:
+    ledger, records = store.ledger(), store.records()
+  assert [row["completions"] for row in ledger] == [1] * 20, delay
+  assert _comparable(records) == _comparable(reference_records), delay
+
+
+def test_the_ray_runner_gives_the_local_runners_results(tmp_path, sweep_file, reference_sweep):
+  pytest.importorskip("ray", reason="the Ray runner is an optional extra: pip install .[ray]")
+  spec, _, _, reference_records = reference_sweep
+  # The "short" job alone: the same job and trial ids as in the two-job local sweep.
+  one_job = sweep.SweepSpec.from_dict({**spec.to_dict(), "variants": [{"name": "short"}]})
+  summary = sweep.run_sweep(one_job, tmp_path / "ray", runner="ray", workers=1)
+  assert summary.completed == 10
+  with sweep.ResultsStore.open_readonly(tmp_path / "ray") as store:
+    records = store.records()
+  expected = {k: v for k, v in _comparable(reference_records).items()
+              if v["job_id"] == one_job.jobs()[0].job_id}
+  assert len(expected) == 10
+  assert _comparable(records) == expected
+
+
+def test_an_unknown_runner_is_refused(tmp_path, sweep_file):
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  with pytest.raises(ValueError, match="local"):
+    sweep.run_sweep(spec, tmp_path, runner="slurm")
+
+
+def test_a_failing_job_is_reported_and_retried(tmp_path, sweep_file):
+  # A reference run with a goal the layout does not have fails inside the job.
+  text = TINY_SWEEP.replace("intended_goal = 1", "intended_goal = 7")
+  text = text.replace('[[variants]]\nname = "long"\ntrain = { total_steps = 320 }\n', "")
+  path = tmp_path / "failing.toml"
+  path.write_text(text)
+  spec = sweep.SweepSpec.from_file(path)
+  with pytest.raises(sweep.SweepError, match="intended_goal"):
+    sweep.run_sweep(spec, tmp_path / "out", workers=1)
+  with sweep.ResultsStore.open_readonly(tmp_path / "out") as store:
+    statuses = {row["status"] for row in store.ledger()}
+  assert statuses == {"failed"}
