@@ -1,4 +1,4 @@
-"""Command-line interface: ``mbrl-drift {train,envs} ...``.
+"""Command-line interface: ``mbrl-drift {train,envs,faults,evaluate,sweep,report} ...``.
 
 Every field of :class:`~mbrl_drift.config.TrainConfig` is a flag of ``train``
 (``--batch-size 64``), and every field of the agent config is an ``--agent-`` flag
@@ -250,6 +250,41 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
   return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+  from mbrl_drift import sweep
+  from mbrl_drift.runs import enable_compilation_cache
+
+  enable_compilation_cache()
+  spec = sweep.SweepSpec.from_file(args.config)
+  out = args.out or os.path.join("runs", spec.name)
+  summary = sweep.run_sweep(spec, out, runner=args.runner, workers=args.workers,
+                            address=args.address, log=print)
+  print(f"sweep {spec.name!r}: {summary.completed} trials completed, {summary.skipped} already "
+        f"done, {summary.wall_time_s:.1f}s; results in {summary.sweep_dir}")
+  if not args.no_report:
+    return _write_report(summary.sweep_dir)
+  return 0
+
+
+def _write_report(sweep_dir: Any) -> int:
+  from mbrl_drift import report, sweep
+
+  with sweep.ResultsStore.open_readonly(sweep_dir) as store:
+    records, name = store.records(), store.spec().name
+  if not records:
+    print(f"{sweep_dir}: no finished trials yet, no report written")
+    return 1
+  paths = report.write_report(sweep_dir, records, title=f"Sweep {name!r}")
+  rows = report.headline_table(records)
+  print(report.format_markdown_table(rows, list(rows[0]) if rows else []))
+  print(f"report: {paths.markdown} (HTML: {paths.html})")
+  return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+  return _write_report(args.sweep_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="mbrl-drift",
@@ -304,6 +339,23 @@ def build_parser() -> argparse.ArgumentParser:
                                  "calibration, value-implied goal, planner optimality)")
   evaluate_cmd.add_argument("--json", default=None, help="write the results as JSON here")
   evaluate_cmd.set_defaults(handler=_cmd_evaluate)
+
+  sweep_cmd = commands.add_parser(
+      "sweep", help="run (or resume) a sweep file: train once, break many times; writes a report")
+  sweep_cmd.add_argument("config", help="sweep file (TOML; see mbrl_drift.sweep.spec)")
+  sweep_cmd.add_argument("--out", default=None, help="sweep directory (default runs/<name>)")
+  sweep_cmd.add_argument("--runner", default="local", choices=["local", "ray"],
+                         help="local processes (default) or a Ray cluster")
+  sweep_cmd.add_argument("--address", default=None,
+                         help="Ray cluster address (default: start a local Ray instance)")
+  sweep_cmd.add_argument("--workers", type=int, default=None,
+                         help="parallel jobs (default: one per core)")
+  sweep_cmd.add_argument("--no-report", action="store_true", help="do not write the report")
+  sweep_cmd.set_defaults(handler=_cmd_sweep)
+
+  report_cmd = commands.add_parser("report", help="write a sweep's Markdown and HTML report")
+  report_cmd.add_argument("sweep_dir", help="sweep directory")
+  report_cmd.set_defaults(handler=_cmd_report)
   return parser
 
 
@@ -311,9 +363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``mbrl-drift`` command."""
   parser = build_parser()
   args = parser.parse_args(argv)
+  from mbrl_drift.checkpoint import CheckpointError
+  from mbrl_drift.sweep.runner import SweepError
+  from mbrl_drift.sweep.store import StoreError
+
   try:
     return args.handler(args)
-  except ValueError as error:  # configuration and input errors: one clear line, exit code 2
+  except (ValueError, StoreError, CheckpointError, SweepError) as error:
+    # configuration and input errors: one clear line, exit code 2
     if os.environ.get("MBRL_DRIFT_DEBUG"):
       raise
     print(f"mbrl-drift: error: {error}", file=sys.stderr)

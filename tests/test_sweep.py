@@ -92,7 +92,23 @@ def test_spec_grid_has_one_job_per_variant_and_the_intact_trial(sweep_file):
   # intact + 2 faults x (1 severity + 1 matched drop), each at 1 horizon x 2 policies
   assert len(trials) == (1 + 2 * 2) * 2
   assert len({t.trial_id for t in trials}) == len(trials)
-  assert {t.fault for t in trials} == {"intact", *spec.faults}
+  assert {t.fault for t in trials} == {"intact", *spec.fault_specs}
+
+
+def test_a_fault_table_overrides_the_sweeps_severities(sweep_file):
+  spec = sweep.SweepSpec.from_file(sweep_file)
+  data = spec.to_dict()
+  data["faults"] = ["value:gaussian(scale=1.0)",
+                    {"spec": "value:signflip", "severities": [0.5, 1.0], "matched_drops": []}]
+  spec = sweep.SweepSpec.from_dict(data)
+  trials = [t for t in spec.trials(spec.jobs()[0]) if t.policy == "greedy"]
+  by_fault = {f: [(t.severity, t.target_drop) for t in trials if t.fault == f]
+              for f in spec.fault_specs}
+  assert by_fault == {"value:gaussian(scale=1.0)": [(1.0, None), (None, 0.2)],
+                      "value:signflip": [(0.5, None), (1.0, None)]}
+  assert sweep.SweepSpec.from_dict(spec.to_dict()) == spec
+  with pytest.raises(ValueError, match="needs 'spec'"):
+    sweep.SweepSpec.from_dict({**data, "faults": [{"severities": [1.0]}]})
 
 
 def test_ids_are_stable_and_follow_the_config(sweep_file):

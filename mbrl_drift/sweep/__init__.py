@@ -11,7 +11,8 @@ Typical use::
 """
 
 from mbrl_drift.sweep.runner import RUNNERS, SweepError, SweepSummary, execute_job, run_sweep
-from mbrl_drift.sweep.spec import INTACT, Job, ReferenceRun, SweepSpec, Trial, Variant
+from mbrl_drift.sweep.spec import (INTACT, FaultEntry, Job, ReferenceRun, SweepSpec, Trial,
+                                   Variant)
 from mbrl_drift.sweep.store import (SCHEMA_VERSION, Calibration, ResultsStore, StoreError,
                                     StoreLockedError, load_results)
 
@@ -20,6 +21,7 @@ __all__ = [
     "RUNNERS",
     "SCHEMA_VERSION",
     "Calibration",
+    "FaultEntry",
     "Job",
     "ReferenceRun",
     "ResultsStore",

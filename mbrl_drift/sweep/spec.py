@@ -30,8 +30,9 @@ A sweep file (TOML)::
   freeze = ["world_model/encoder", "world_model/dynamics"]  # ... keeping its world model
 
   [evaluate]
-  faults = ["value:gaussian(scale=1.0)", "value:swap(run=@goal_b)"]
-  severities = [0.3, 1.0]      # explicit severities
+  faults = ["value:gaussian(scale=1.0)",  # a spec, or a table with its own severities:
+            { spec = "value:swap(run=@goal_b)", severities = [1.0], matched_drops = [] }]
+  severities = [0.3, 1.0]      # explicit severities of every fault
   matched_drops = [0.5]        # and/or severities calibrated to these success drops
   horizons = [1, 3]
   policies = ["greedy", "boltzmann"]
@@ -105,6 +106,21 @@ class ReferenceRun:
 
 
 @dataclasses.dataclass(frozen=True)
+class FaultEntry:
+  """A fault of the sweep, optionally with its own severities.
+
+  Attributes:
+    spec: the fault spec (``mbrl-drift faults`` lists the faults).
+    severities: explicit severities of this fault (``None``: the sweep's).
+    matched_drops: matched-damage targets of this fault (``None``: the sweep's).
+  """
+
+  spec: str
+  severities: tuple[float, ...] | None = None
+  matched_drops: tuple[float, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Job:
   """One trained agent (all seeds) and the trials that evaluate it.
 
@@ -170,8 +186,8 @@ class SweepSpec:
     agent: ``(field, value)`` agent overrides applied to every job.
     variants: agent/training variants (one job per environment and variant).
     references: runs trained inside each job for reference faults (``run=@name``).
-    faults: fault specs (``mbrl-drift faults`` lists them); every job also gets the intact
-      condition.
+    faults: fault specs or :class:`FaultEntry` (a fault with its own severities); every job
+      also gets the intact condition.
     severities: explicit severities of every fault.
     matched_drops: drops in intended-goal success to calibrate a severity for, per fault.
     horizons: planning horizons (empty: each agent's training horizon).
@@ -191,7 +207,7 @@ class SweepSpec:
   agent: tuple[tuple[str, Any], ...] = ()
   variants: tuple[Variant, ...] = (Variant(),)
   references: tuple[ReferenceRun, ...] = ()
-  faults: tuple[str, ...] = ()
+  faults: tuple[FaultEntry, ...] = ()
   severities: tuple[float, ...] = ()
   matched_drops: tuple[float, ...] = ()
   horizons: tuple[int, ...] = ()
@@ -202,7 +218,12 @@ class SweepSpec:
   eval_seed: int = 0
 
   def __post_init__(self) -> None:
+    object.__setattr__(self, "faults", tuple(_fault_entry(f) for f in self.faults))
     self.validate()
+
+  @property
+  def fault_specs(self) -> tuple[str, ...]:
+    return tuple(entry.spec for entry in self.faults)
 
   # -- validation ------------------------------------------------------------------------------
 
@@ -227,14 +248,17 @@ class SweepSpec:
            "sample_episodes", self.sample_episodes, "an int >= 0")
     names = [v.name for v in self.variants]
     _check(len(names) == len(set(names)) and names, "variants", names, "distinct names")
-    for severity in self.severities:
-      _check(isinstance(severity, (int, float)) and severity >= 0, "severities", severity,
-             "numbers >= 0")
-    for drop in self.matched_drops:
-      _check(isinstance(drop, (int, float)) and 0 < drop <= 1, "matched_drops", drop,
-             "numbers in (0, 1]")
-    _check(not self.faults or self.severities or self.matched_drops, "severities",
-           self.severities, "at least one severity or matched drop when faults are given")
+    for entry in self.faults:
+      severities = self.severities if entry.severities is None else entry.severities
+      drops = self.matched_drops if entry.matched_drops is None else entry.matched_drops
+      _check(severities or drops, "severities", entry.spec,
+             "at least one severity or matched drop for every fault")
+      for severity in severities:
+        _check(isinstance(severity, (int, float)) and severity >= 0, "severities", severity,
+               "numbers >= 0")
+      for drop in drops:
+        _check(isinstance(drop, (int, float)) and 0 < drop <= 1, "matched_drops", drop,
+               "numbers in (0, 1]")
     for horizon in self.horizons:
       _check(isinstance(horizon, int) and horizon >= 1, "horizons", horizon, "ints >= 1")
     _check(len(self.policies) > 0, "policies", self.policies, f"some of {list(SELECTION_MODES)}")
@@ -246,12 +270,14 @@ class SweepSpec:
     for reference in self.references:
       _check(reference.init_from in (None, MAIN_RUN), "references.init_from",
              reference.init_from, f"{MAIN_RUN!r} or none")
-    for spec in self.faults:
+    specs = self.fault_specs
+    _check(len(specs) == len(set(specs)), "faults", specs, "distinct fault specs")
+    for spec in specs:
       _check(isinstance(spec, str) and spec != INTACT, "faults", spec, "fault spec strings")
       _validate_fault(spec, reference_names)
     jobs = self.jobs()
     for job in jobs:
-      _validate_fault_targets(self.faults, job, reference_names)
+      _validate_fault_targets(specs, job)
       for horizon in self.horizons:
         _check(horizon <= job.config.agent.max_horizon, "horizons", horizon,
                f"at most agent.max_horizon={job.config.agent.max_horizon} ({job.env}, "
@@ -289,9 +315,11 @@ class SweepSpec:
     at every horizon and policy."""
     horizons = self.horizons or (job.config.agent.horizon,)
     conditions: list[tuple[str, float | None, float | None]] = [(INTACT, 0.0, None)]
-    for spec in self.faults:
-      conditions += [(spec, float(s), None) for s in self.severities]
-      conditions += [(spec, None, float(d)) for d in self.matched_drops]
+    for entry in self.faults:
+      severities = self.severities if entry.severities is None else entry.severities
+      drops = self.matched_drops if entry.matched_drops is None else entry.matched_drops
+      conditions += [(entry.spec, float(s), None) for s in severities]
+      conditions += [(entry.spec, None, float(d)) for d in drops]
     trials = []
     for (fault, severity, drop), horizon, policy in _product(conditions, horizons,
                                                              self.policies):
@@ -330,12 +358,14 @@ class SweepSpec:
       raise ValueError(f"unknown sweep field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-      if name in ("envs", "faults", "policies"):
+      if name in ("envs", "policies"):
         value = (value,) if isinstance(value, str) else tuple(value)
       elif name in ("severities", "matched_drops", "horizons"):
         value = tuple(value)
       elif name in ("train", "agent"):
         value = _pairs(value)
+      elif name == "faults":
+        value = tuple(_fault_entry(f) for f in ((value,) if isinstance(value, str) else value))
       elif name == "variants":
         value = tuple(_variant(v) for v in value)
       elif name == "references":
@@ -390,8 +420,7 @@ def _validate_fault(spec: str, reference_names: Sequence[str]) -> None:
     raise ValueError(f"invalid sweep field faults: {error}") from error
 
 
-def _validate_fault_targets(specs: Sequence[str], job: Job,
-                            reference_names: Sequence[str]) -> None:
+def _validate_fault_targets(specs: Sequence[str], job: Job) -> None:
   """Checks every fault's target against the job's agent (shapes only, nothing is compiled)."""
   if not specs:
     return
@@ -434,6 +463,24 @@ def _apply(config: TrainConfig, train: Sequence[tuple[str, Any]],
     return dataclasses.replace(config, agent=dataclasses.replace(config.agent, **agent), **train)
   except TypeError as error:
     raise ValueError(f"invalid config in {where}: {error}") from error
+
+
+def _fault_entry(data: Any) -> FaultEntry:
+  if isinstance(data, FaultEntry):
+    return data
+  if isinstance(data, str):
+    return FaultEntry(spec=data)
+  if not isinstance(data, Mapping):
+    raise ValueError(f"invalid sweep field faults: {data!r} is neither a spec string nor a "
+                     f"table with spec, severities, matched_drops")
+  data = dict(data)
+  unknown = set(data) - {"spec", "severities", "matched_drops"}
+  if unknown or "spec" not in data:
+    raise ValueError(f"invalid sweep field faults: a fault table needs 'spec' and may have "
+                     f"'severities', 'matched_drops'; got {sorted(data)}")
+  optional = lambda name: None if data.get(name) is None else tuple(data[name])
+  return FaultEntry(spec=str(data["spec"]), severities=optional("severities"),
+                    matched_drops=optional("matched_drops"))
 
 
 def _variant(data: Any) -> Variant:
