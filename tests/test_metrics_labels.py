@@ -153,3 +153,33 @@ def test_missing_keys_are_named():
     labels.classify_failure(condition)
   with pytest.raises(ValueError, match="healthy_metrics"):
     labels.classify_failure(metrics(), healthy_metrics={})
+
+
+def _swapped_boltzmann(**changes):
+  """A stochastic agent that goes to goal 1 in 88% of episodes, with the low MEG that
+  Boltzmann action selection gives even to a goal-directed agent."""
+  return metrics(**{
+      "outcome/intended_success": 0.05, "outcome/off_target_mass": 0.88,
+      "outcome/off_target_goal": 1, "goal/coherence": 0.23, "goal/inferred_goal": 1,
+      "endpoint/top_share": 0.88, "endpoint/top_goal": 1, "cell/coherence": 0.2, **changes})
+
+
+def test_coherence_bars_are_relative_to_the_healthy_agent_under_the_same_selection():
+  healthy_boltzmann = {"outcome/intended_success": 0.70, "goal/coherence": 0.094}
+  result = labels.classify_failure(_swapped_boltzmann(), healthy_metrics=healthy_boltzmann)
+  assert result.label == "coherent"
+  assert result.evidence["healthy/goal/coherence"] == pytest.approx(0.094)
+  assert "0.50 x healthy 0.09 = 0.05" in str(result)
+  # the same numbers against absolute bars: C = 0.23 <= 0.25 reads as aimless
+  absolute = labels.FailureThresholds(relative_coherence=False)
+  assert labels.classify_failure(_swapped_boltzmann(), absolute,
+                                 healthy_boltzmann).label == "incoherent"
+  # a goal-directed healthy agent (C near 1) keeps the bars where they were
+  healthy_greedy = {"outcome/intended_success": 1.0, "goal/coherence": 0.97}
+  assert labels.classify_failure(_swapped_boltzmann(),
+                                 healthy_metrics=healthy_greedy).label == "incoherent"
+
+
+def test_relative_coherence_must_be_a_bool():
+  with pytest.raises(ValueError, match="relative_coherence"):
+    labels.FailureThresholds(relative_coherence=0.5)

@@ -18,6 +18,16 @@ rule looked at:
    ``coherent_min_coherence``).
 4. **incoherent**: aimless, ``C <= incoherent_max_coherence`` (the reasons also quote the
    timeout, loop and path-efficiency rates).
+
+**Coherence relative to the healthy agent.** MEG scores how well soft-optimal policies for some
+goal explain each action, so stochastic action selection lowers it even for an agent that
+reliably reaches its goal (the intact Boltzmann planner on GoalGrid-FourRooms scores C of about
+0.1 while reaching the intended goal in 70% of episodes; greedily it scores about 0.97). With
+``relative_coherence`` (the default) and a healthy reference that carries ``goal/coherence``,
+the two coherence thresholds (and the per-cell one) are multiplied by the healthy agent's
+coherence under the same action selection, capped at 1: a faulted agent is coherent when it is
+at least half as goal-directed as it was before the fault, toward another target. The reasons
+quote both numbers. Without a healthy reference the thresholds are absolute.
 5. **mixed**: none of the above (for example a partial loss of success with moderate
    coherence).
 
@@ -61,6 +71,8 @@ class FailureThresholds:
     coherent_min_off_target: share of episodes that must end at one non-intended goal.
     concentrated_min_share: share of episodes that must end in one non-intended cell.
     incoherent_max_coherence: "incoherent" if ``C`` is at most this.
+    relative_coherence: scale the coherence thresholds by the healthy agent's coherence when a
+      healthy reference is given (module docstring).
   """
 
   intact_relative_success: float = 0.9
@@ -70,9 +82,15 @@ class FailureThresholds:
   coherent_min_off_target: float = 0.5
   concentrated_min_share: float = 0.5
   incoherent_max_coherence: float = 0.25
+  relative_coherence: bool = True
 
   def __post_init__(self):
+    if not isinstance(self.relative_coherence, bool):
+      raise ValueError(f"FailureThresholds.relative_coherence must be a bool, got "
+                       f"{self.relative_coherence!r}")
     for field in dataclasses.fields(self):
+      if field.name == "relative_coherence":
+        continue
       value = getattr(self, field.name)
       if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(
@@ -122,7 +140,8 @@ def classify_failure(
     metrics: flat metric dict of the condition (see the module docstring for the keys).
     thresholds: the thresholds; defaults of :class:`FailureThresholds` when ``None``.
     healthy_metrics: the same metrics for the unfaulted agent; its
-      ``outcome/intended_success`` sets the "intact" bar.
+      ``outcome/intended_success`` sets the "intact" bar, and its ``goal/coherence`` (and
+      ``cell/coherence``) scale the coherence thresholds (``relative_coherence``).
 
   Returns:
     The :class:`Classification` (unpacks as ``(label, reasons)``).
@@ -175,13 +194,26 @@ def classify_failure(
           f"reversion coefficient {coefficient:.2f} <= "
           f"{thresholds.reverted_max_coefficient:.2f}"), evidence)
 
+  # Coherence bars, relative to the healthy agent's coherence when one is given.
+  def bar(threshold: float, key: str) -> tuple[float, str]:
+    if (thresholds.relative_coherence and healthy_metrics is not None
+        and key in healthy_metrics):
+      scale = min(1.0, max(0.0, _number(healthy_metrics, key)))
+      evidence[f"healthy/{key}"] = scale
+      return threshold * scale, f"{threshold:.2f} x healthy {scale:.2f} = {threshold * scale:.2f}"
+    return threshold, f"{threshold:.2f}"
+
+  coherent_bar, coherent_text = bar(thresholds.coherent_min_coherence, "goal/coherence")
+  incoherent_bar, incoherent_text = bar(thresholds.incoherent_max_coherence, "goal/coherence")
+  cell_bar, cell_text = bar(thresholds.coherent_min_coherence, "cell/coherence")
+
   # 3. coherent
   off_target = evidence["outcome/off_target_mass"]
   off_goal = int(evidence["outcome/off_target_goal"])
-  if (coherence >= thresholds.coherent_min_coherence and inferred != intended
+  if (coherence >= coherent_bar and inferred != intended
       and off_target >= thresholds.coherent_min_off_target):
     return Classification("coherent", (
-        f"coherence C {coherence:.2f} >= {thresholds.coherent_min_coherence:.2f} towards goal "
+        f"coherence C {coherence:.2f} >= {coherent_text} towards goal "
         f"{inferred}, not the intended goal {intended}",
         f"{off_target:.0%} of episodes end at goal {off_goal} >= "
         f"{thresholds.coherent_min_off_target:.0%}"), evidence)
@@ -189,20 +221,18 @@ def classify_failure(
     share = evidence["endpoint/top_share"]
     top_goal = int(evidence.get("endpoint/top_goal", -1))
     cell_coherence = evidence.get("cell/coherence", math.nan)
-    cell_ok = (math.isnan(cell_coherence)
-               or cell_coherence >= thresholds.coherent_min_coherence)
+    cell_ok = math.isnan(cell_coherence) or cell_coherence >= cell_bar
     if share >= thresholds.concentrated_min_share and top_goal != intended and cell_ok:
       place = f"goal {top_goal}" if top_goal >= 0 else "a cell that is no goal"
       reasons = [f"{share:.0%} of episodes end in one place ({place}) >= "
                  f"{thresholds.concentrated_min_share:.0%}"]
       if not math.isnan(cell_coherence):
-        reasons.append(f"per-cell coherence {cell_coherence:.2f} >= "
-                       f"{thresholds.coherent_min_coherence:.2f}")
+        reasons.append(f"per-cell coherence {cell_coherence:.2f} >= {cell_text}")
       return Classification("coherent", tuple(reasons), evidence)
 
   # 4. incoherent
-  if coherence <= thresholds.incoherent_max_coherence:
-    reasons = [f"coherence C {coherence:.2f} <= {thresholds.incoherent_max_coherence:.2f}",
+  if coherence <= incoherent_bar:
+    reasons = [f"coherence C {coherence:.2f} <= {incoherent_text}",
                f"timeouts {evidence['outcome/p_timeout']:.0%}"]
     if "outcome/loop_rate" in evidence:
       reasons.append(f"episodes with loops {evidence['outcome/loop_rate']:.0%}")
@@ -213,8 +243,8 @@ def classify_failure(
   # 5. mixed
   return Classification("mixed", (
       f"intended success {success:.2f} below the intact bar, coherence C {coherence:.2f} "
-      f"between {thresholds.incoherent_max_coherence:.2f} and "
-      f"{thresholds.coherent_min_coherence:.2f} or pursuing no single other target",), evidence)
+      f"between {incoherent_text} and {coherent_text} or pursuing no single other target",),
+      evidence)
 
 
 __all__ = ["Classification", "FailureThresholds", "LABELS", "REQUIRED_KEYS", "classify_failure"]

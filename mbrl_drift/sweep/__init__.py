@@ -10,6 +10,7 @@ Typical use::
   frame = sweep.load_results("runs/e1")           # one row per trial
 """
 
+from mbrl_drift.sweep.analysis import relabel
 from mbrl_drift.sweep.runner import RUNNERS, SweepError, SweepSummary, execute_job, run_sweep
 from mbrl_drift.sweep.spec import (INTACT, FaultEntry, Job, ReferenceRun, SweepSpec, Trial,
                                    Variant)
@@ -34,5 +35,6 @@ __all__ = [
     "Variant",
     "execute_job",
     "load_results",
+    "relabel",
     "run_sweep",
 ]
