@@ -111,12 +111,26 @@ def _parse_list(text: str, kind: type, flag: str) -> list:
     raise ValueError(f"{flag}: expected comma-separated {kind.__name__} values, got {text!r}")
 
 
+def _seed_iqm(row: dict[str, Any]) -> str:
+  """Interquartile mean of intended success over seeds, with its bootstrap interval."""
+  import jax
+  import numpy as np
+
+  from mbrl_drift import metrics as metrics_lib
+
+  per_seed = np.asarray(row["outcome/intended_success/per_seed"], np.float32)
+  interval = metrics_lib.iqm_ci(jax.random.key(0), per_seed)
+  return (f"{float(metrics_lib.interquartile_mean(per_seed)):.3f} "
+          f"[{float(interval.low):.3f}, {float(interval.high):.3f}]")
+
+
 def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
                        intended_goal: int) -> str:
   """The headline table: outcomes (means over seeds), coherence and failure label per condition."""
   other_goals = [k for k in range(len(goal_names)) if k != intended_goal]
   with_behaviour = bool(rows) and "behaviour" in rows[0]
   header = (f"{'fault':<44} {'sev':>6} {'H':>2} {'policy':<9} {'success':>7} "
+            f"{'IQM [95% CI] over seeds':>23} "
             + "".join(f"{'->' + goal_names[k]:>6} " for k in other_goals)
             + f"{'timeout':>7} {'return':>7} {'nonfinite':>9}")
   if with_behaviour:
@@ -127,7 +141,7 @@ def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
     nonfinite = (f"{row['nonfinite/episodes']}ep/{row['nonfinite/params']}p"
                  if row["nonfinite/episodes"] or row["nonfinite/params"] else "0")
     line = (f"{fault:<44} {row['severity']:>6.3g} {row['horizon']:>2} {row['policy']:<9} "
-            f"{row['outcome/intended_success']:>7.3f} "
+            f"{row['outcome/intended_success']:>7.3f} {_seed_iqm(row):>23} "
             + "".join(f"{row[f'outcome/reach_goal_{k}']:>6.3f} " for k in other_goals)
             + f"{row['outcome/timeout']:>7.3f} {row['outcome/mean_return']:>7.3f} {nonfinite:>9}")
     if with_behaviour:
@@ -137,7 +151,9 @@ def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
                f"{goal_names[inferred] if 0 <= inferred < len(goal_names) else '-':>5} "
                f"{row['label']:<10}")
     lines.append(line)
-  legend = ("success: share of episodes ending at the intended goal; ->X: share ending at goal "
+  legend = ("success: share of episodes ending at the intended goal (mean over seeds; IQM: "
+            "interquartile mean over seeds with a 95% percentile-bootstrap interval, Agarwal et "
+            "al. 2021); ->X: share ending at goal "
             "X; C: goal-directedness (MEG coherence, 0 aimless .. 1 optimal for some goal); "
             "goal*: goal inferred from behaviour; label: failure label from the metrics")
   return "\n".join(lines + ["", legend])
@@ -270,7 +286,7 @@ def _write_report(sweep_dir: Any) -> int:
   from mbrl_drift import report, sweep
 
   with sweep.ResultsStore.open_readonly(sweep_dir) as store:
-    records, name = store.records(), store.spec().name
+    records, name = sweep.relabel(store.records()), store.spec().name
   if not records:
     print(f"{sweep_dir}: no finished trials yet, no report written")
     return 1
