@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import datetime
 import difflib
+import hashlib
 import json
 import logging
 import math
@@ -768,13 +769,20 @@ class RunCache:
     self._runs: dict[Path, Any] = {}
     self._log = log or logger.info
 
-  def run_dir(self, config: Any, seeds: int = 2, seed: int = 0) -> Path:
+  def run_dir(self, config: Any, seeds: int = 2, seed: int = 0, init_from: Any = None,
+              freeze: Sequence[str] = ()) -> Path:
     """Where the run of ``config`` with ``seeds`` seeds and base seed ``seed`` is kept."""
     from mbrl_drift import __version__
     config = _resolve_config(config)
-    return self.cache_dir / f"{config.config_hash()}-s{seeds}-b{seed}-v{__version__}"
+    name = f"{config.config_hash()}-s{seeds}-b{seed}"
+    if init_from is not None:
+      start = Path(getattr(init_from, "run_dir", init_from)).name
+      frozen = hashlib.sha256(",".join(sorted(freeze)).encode()).hexdigest()[:8]
+      name += f"-from-{start}-f{frozen}"
+    return self.cache_dir / f"{name}-v{__version__}"
 
-  def __call__(self, config: Any, seeds: int = 2, seed: int = 0) -> Any:
+  def __call__(self, config: Any, seeds: int = 2, seed: int = 0, init_from: Any = None,
+               freeze: Sequence[str] = ()) -> Any:
     """The trained run of a configuration (trained now only if no process trained it before).
 
     Args:
@@ -782,6 +790,9 @@ class RunCache:
         (:func:`mbrl_drift.presets.preset`) to train.
       seeds: seeds trained together.
       seed: base seed.
+      init_from: a trained run (or its directory) to fine-tune, e.g. a run of this cache.
+      freeze: component paths kept fixed while fine-tuning (``mbrl_drift.runs.train_run``),
+        e.g. the world model, to train another goal's value function in the same latent space.
 
     Returns:
       The :class:`~mbrl_drift.runs.TrainedRun`.
@@ -792,7 +803,8 @@ class RunCache:
     config = _resolve_config(config)
     if seeds < 1:
       raise ValueError(f"seeds must be at least 1, got {seeds}")
-    run_dir = self.run_dir(config, seeds, seed)
+    run_dir = self.run_dir(config, seeds, seed, init_from, freeze)
+    init_dir = None if init_from is None else Path(getattr(init_from, "run_dir", init_from))
     if run_dir in self._runs:
       return self._runs[run_dir]
     with file_lock(run_dir.with_name(run_dir.name + ".lock")):
@@ -810,7 +822,7 @@ class RunCache:
         resume = (run_dir / ckpt.CONFIG_NAME).exists()
         start = time.time()
         train_run(config, seeds, run_dir, seed=seed, resume=resume, progress=False,
-                  log=self._log)
+                  log=self._log, init_from=init_dir, freeze=tuple(freeze))
         run = load_run(run_dir)
         self.trained.append(run_dir)
         self._log(f"mbrl_drift: {'resumed and finished' if resume else 'trained'} run "
