@@ -146,20 +146,22 @@ def verdict(records: Sequence[dict[str, Any]]) -> str:
         f"*{best['label']}*.")
   lines.append("")
   if len(support) == 2:
-    if support["objective"] >= 0.5 and support["model"] >= 0.5:
+    objective, model = support["objective"] > 0.5, support["model"] > 0.5
+    if objective and model:
       answer = "The hypothesis is **supported**"
-    elif support["objective"] < 0.5 and support["model"] >= 0.5:
+    elif model:
       answer = ("The hypothesis is **not supported** for objective faults: world-model faults "
-                "fail incoherently as predicted, but most value / reward-head faults do too "
-                "rather than pursuing another goal")
-    elif support["objective"] >= 0.5:
+                "fail incoherently as predicted, but most value / reward-head conditions are "
+                "not coherent pursuit of another goal")
+    elif objective:
       answer = ("The hypothesis is **partly supported**: objective faults fail coherently, "
-                "but world-model faults do not fail incoherently")
+                "but most world-model conditions are not labelled incoherent")
     else:
-      answer = "The hypothesis is **not supported** by this sweep"
-    lines.append(f"{answer} (majority label per group; conditions pooled over horizons and "
-                 f"action selection; intervals are 95% bootstrap intervals over episodes, or "
-                 f"over seeds for the IQM).")
+      answer = ("The hypothesis is **not supported** by this sweep: neither group carries its "
+                "predicted label in a majority of conditions")
+    lines.append(f"{answer} (majority of conditions per group, pooled over horizons and action "
+                 f"selection; intervals are 95% bootstrap intervals over episodes, or over seeds "
+                 f"for the IQM).")
   lines.append("")
   return "\n".join(lines)
 
