@@ -263,3 +263,42 @@ def test_a_failing_job_is_reported_and_retried(tmp_path, sweep_file):
   with sweep.ResultsStore.open_readonly(tmp_path / "out") as store:
     statuses = {row["status"] for row in store.ledger()}
   assert statuses == {"failed"}
+
+
+# -- entry points: the report command and experiment E1's script -------------------------------
+
+
+def _load_e1():
+  import importlib.util
+
+  path = Path(__file__).resolve().parents[1] / "experiments" / "component_faults.py"
+  module_spec = importlib.util.spec_from_file_location("component_faults", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def test_report_command_and_e1_script_on_a_finished_sweep(reference_sweep, sweep_file, capsys):
+  from mbrl_drift.cli import main
+
+  _, out, _, records = reference_sweep
+  assert main(["report", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert f"report: {out / 'report' / 'report.md'}" in printed
+  markdown = (out / "report" / "report.md").read_text()
+  assert markdown.index("coherence_map") < markdown.index("## Conditions")
+
+  e1 = _load_e1()
+  assert e1.main(["--config", str(sweep_file), "--out", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert "20 trials (0 run now, 20 reused)" in printed
+  assert "## Question" in (out / "report" / "report.md").read_text()
+  rows = e1.headline(records)
+  assert len(rows) == 20 and {row["fault"] for row in rows} == {"intact", *e1.sweep.SweepSpec
+                                                                .from_file(sweep_file)
+                                                                .fault_specs}
+  text = e1.verdict(sweep.relabel(records))
+  assert "**objective faults** (value)" in text and "No model faults in this sweep" in text
+  assert e1.component_class("value+world_model/reward") == "objective"
+  assert e1.component_class("world_model/dynamics") == "model"
+  assert e1.component_class("value+world_model/dynamics") is None
