@@ -1,9 +1,9 @@
 """Command-line interface: ``mbrl-drift {train,envs,faults,evaluate,sweep,report} ...``.
 
 Every field of :class:`~mbrl_drift.config.TrainConfig` is a flag of ``train``
-(``--batch-size 64``), and every field of the agent config is an ``--agent-`` flag
-(``--agent-horizon 3``). Input errors print one line and exit with status 2; set
-``MBRL_DRIFT_DEBUG=1`` for the full traceback.
+(``--batch-size 64``; ``training_faults`` is the repeatable ``--train-fault SPEC``), and every
+field of the agent config is an ``--agent-`` flag (``--agent-horizon 3``). Input errors print
+one line and exit with status 2; set ``MBRL_DRIFT_DEBUG=1`` for the full traceback.
 """
 
 from __future__ import annotations
@@ -187,9 +187,12 @@ def _format_health(rows: list[dict[str, Any]], goal_names: Sequence[str]) -> str
 
 
 def _cmd_faults(args: argparse.Namespace) -> int:
-  from mbrl_drift.faults import describe_faults
+  from mbrl_drift.faults import describe_faults, describe_training_faults
 
+  print("evaluation-time faults (mbrl-drift evaluate --fault SPEC):\n")
   print(describe_faults())
+  print("\ntraining-time faults (mbrl-drift train --train-fault SPEC):\n")
+  print(describe_training_faults())
   return 0
 
 
@@ -321,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start from a trained run's parameters (fine-tuning)")
   train.add_argument("--freeze", default=None, metavar="PATHS",
                      help="comma-separated component paths kept fixed during training")
+  train.add_argument("--train-fault", action="append", dest="training_faults", metavar="SPEC",
+                     help="training-time fault spec, repeatable (see `mbrl-drift faults`), e.g. "
+                          "'value:target_noise(scale=0.5, start_step=2000)'")
   _add_config_flags(train, TrainConfig, "", skip={"agent", "env_kwargs", "total_steps"})
   train.add_argument("--total-steps", type=int, default=None, dest="total_steps",
                      help="environment steps per seed")
@@ -330,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
   envs_cmd = commands.add_parser("envs", help="list the registered environments")
   envs_cmd.set_defaults(handler=_cmd_envs)
 
-  faults_cmd = commands.add_parser("faults", help="list every fault with its parameters")
+  faults_cmd = commands.add_parser(
+      "faults", help="list every fault (evaluation and training time) with its parameters")
   faults_cmd.set_defaults(handler=_cmd_faults)
 
   evaluate_cmd = commands.add_parser(

@@ -114,6 +114,10 @@ class TrainConfig:
     max_grad_norm: global-norm gradient clipping per component.
     num_chunks: host-visible chunks the run is split into (progress, logging, checkpoints).
     eval_episodes: episodes of the periodic evaluation at chunk boundaries.
+    training_faults: training-time fault specs (:mod:`mbrl_drift.faults.training_spec`), e.g.
+      ``("value:target_noise(scale=0.5, start_step=2000)",)``, hooked into every update of the
+      run by ``make_train``. A list (or one string) is stored as a tuple. Left out of
+      :meth:`to_dict` (and so of the config hash) while empty.
   """
 
   env: str = "GoalGrid-FourRooms"
@@ -144,9 +148,15 @@ class TrainConfig:
   max_grad_norm: float = 10.0
   num_chunks: int = 4
   eval_episodes: int = 128
+  training_faults: tuple[str, ...] = ()
 
   def __post_init__(self) -> None:
     import envs
+
+    if isinstance(self.training_faults, str):  # one spec; JSON, TOML and argparse give lists
+      object.__setattr__(self, "training_faults", (self.training_faults,))
+    elif isinstance(self.training_faults, list):
+      object.__setattr__(self, "training_faults", tuple(self.training_faults))
 
     if self.env not in envs.names():
       raise ValueError(f"invalid config field env={self.env!r}: expected one of {envs.names()}")
@@ -174,6 +184,32 @@ class TrainConfig:
                  "value_coef"):
       value = getattr(self, name)
       _require(value >= 0, name, value, "a float >= 0")
+    self._check_training_faults()
+
+  def _check_training_faults(self) -> None:
+    _require(isinstance(self.training_faults, tuple)
+             and all(isinstance(spec, str) for spec in self.training_faults),
+             "training_faults", self.training_faults, "a tuple of training fault spec strings")
+    if not self.training_faults:
+      return
+    from mbrl_drift.faults.training_spec import combine_hooks, parse_training_fault_spec
+
+    hooks = []
+    for spec in self.training_faults:
+      try:
+        hooks.append(parse_training_fault_spec(spec))
+      except ValueError as error:
+        raise ValueError(f"invalid config field training_faults: {error}") from None
+      for _, step, _ in hooks[-1].optimizer_resets:
+        # The step counter advances by num_envs, and a reset happens at one exact step.
+        _require(step % self.num_envs == 0, "training_faults", spec,
+                 f"an optimizer_reset start_step that is a multiple of num_envs={self.num_envs} "
+                 f"(the step counter advances by num_envs; {step} is never reached)")
+    try:
+      combine_hooks(*hooks)
+    except ValueError as error:
+      raise ValueError(f"invalid config field training_faults={self.training_faults!r}: "
+                       f"{error}") from None
 
   # -- derived sizes --------------------------------------------------------------------------
 
@@ -197,6 +233,10 @@ class TrainConfig:
   def to_dict(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out["env_kwargs"] = [list(pair) for pair in self.env_kwargs]
+    if self.training_faults:
+      out["training_faults"] = list(self.training_faults)
+    else:  # keeps the dicts and hashes of configs without training faults as they always were
+      del out["training_faults"]
     return out
 
   @classmethod
@@ -215,6 +255,8 @@ class TrainConfig:
                        f"{sorted(train_fields)}")
     if "env_kwargs" in data:
       data["env_kwargs"] = tuple(tuple(pair) for pair in data["env_kwargs"])
+    if isinstance(data.get("training_faults"), list):
+      data["training_faults"] = tuple(data["training_faults"])
     return cls(agent=AgentConfig(**agent_data), **data)
 
   def config_hash(self) -> str:

@@ -195,12 +195,15 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
   """Builds the pure functions of one training run.
 
   Args:
-    config: the run's configuration.
-    hooks: training-time fault hooks (identity by default).
+    config: the run's configuration; its ``training_faults`` specs are parsed into hooks.
+    hooks: further training-time fault hooks (identity by default), applied after those of
+      ``config.training_faults``.
 
   Returns:
     A :class:`Trainer`; ``jax.jit(jax.vmap(trainer.train))(keys)`` trains one seed per key.
   """
+  hooks = faults.combine_hooks(
+      *(faults.parse_training_fault_spec(spec) for spec in config.training_faults), hooks)
   env, env_params = make_env(config)
   agent = make_agent(config, env, env_params)
   agent_config = agent.config

@@ -6,7 +6,9 @@
 * Training-time faults (:mod:`~mbrl_drift.faults.training`): reward and value-target corruption
   and optax gradient transforms, gated by the training step.
 * A text grammar (:mod:`~mbrl_drift.faults.spec`):
-  ``parse_fault_spec("value:gaussian(scale=0.5)")``.
+  ``parse_fault_spec("value:gaussian(scale=0.5)")``; the same grammar for training-time faults
+  (:mod:`~mbrl_drift.faults.training_spec`) gives training hooks:
+  ``parse_training_fault_spec("value:target_noise(scale=0.5, start_step=2000)")``.
 * Matched-damage calibration (:mod:`~mbrl_drift.faults.calibrate`).
 
 Targets address components by path (:mod:`~mbrl_drift.faults.paths`): ``"value"``,
@@ -47,6 +49,12 @@ from mbrl_drift.faults.training import (
     target_offset,
     target_sign_flip,
 )
+from mbrl_drift.faults.training_spec import (
+    combine_hooks,
+    describe_training_faults,
+    list_training_faults,
+    parse_training_fault_spec,
+)
 from mbrl_drift.faults.weight import (
     Fault,
     bit_flip,
@@ -78,10 +86,12 @@ __all__ = [
     "activation_stuck_at",
     "bit_flip",
     "calibrate_severity",
+    "combine_hooks",
     "component_paths",
     "compose",
     "count_nonfinite",
     "describe_faults",
+    "describe_training_faults",
     "freeze",
     "gaussian_noise",
     "gradient_noise",
@@ -89,12 +99,14 @@ __all__ = [
     "is_active",
     "isotonic_fit",
     "list_faults",
+    "list_training_faults",
     "lr_spike",
     "match_components",
     "noise_activations",
     "output_scale",
     "param_distance",
     "parse_fault_spec",
+    "parse_training_fault_spec",
     "reinitialize",
     "reset_optimizer_state",
     "resolve_target",

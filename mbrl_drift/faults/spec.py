@@ -19,12 +19,16 @@ Whitespace around tokens is ignored. Values containing ``, ; ( )`` or spaces mus
 (``run='runs/a b'``). The ``run`` of ``swap`` and ``interpolate`` is resolved by the
 ``load_reference(run) -> params`` callable given to :func:`parse_fault_spec`; ``reinit`` uses its
 ``init_params``. Every malformed spec raises a ``ValueError`` that names the problem.
+
+Training-time faults have the same grammar (:mod:`~mbrl_drift.faults.training_spec`), built on
+the helpers :func:`split_top_level`, :func:`split_fault`, :func:`bind_params` and
+:func:`format_fault_table`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from mbrl_drift.faults import activation, weight
 from mbrl_drift.faults.paths import split_pattern
@@ -168,16 +172,8 @@ def list_faults() -> list[FaultInfo]:
 
 def describe_faults() -> str:
   """A formatted table of the spec faults with their parameters and defaults, plus the syntax."""
-  rows = []
-  for name, entry in sorted(_REGISTRY.items()):
-    params = ", ".join(
-        f"{p.name}={'|'.join(p.choices)} ({p.default})" if p.choices else
-        f"{p.name}={_show(p.default)}" for p in entry.params)
-    rows.append((name, params or "-", entry.doc))
-  widths = [max(len(row[i]) for row in rows + [("fault", "parameters", "")]) for i in range(2)]
-  lines = [f"{'fault':<{widths[0]}}  {'parameters':<{widths[1]}}  description",
-           f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 11}"]
-  lines += [f"{n:<{widths[0]}}  {p:<{widths[1]}}  {d}" for n, p, d in rows]
+  lines = format_fault_table([(name, entry.params, entry.doc)
+                              for name, entry in sorted(_REGISTRY.items())])
   lines += ["",
             "syntax: TARGET:FAULT(param=value, ...); TARGET:FAULT(...)  (';' composes in order)",
             "TARGET: component paths or globs joined by '+', e.g. value+world_model/reward, "
@@ -185,9 +181,34 @@ def describe_faults() -> str:
   return "\n".join(lines)
 
 
+def format_fault_table(rows: Sequence[tuple[str, Sequence[ParamInfo], str]]) -> list[str]:
+  """The lines of an aligned ``fault  parameters  description`` table.
+
+  Args:
+    rows: ``(fault name, its parameters, one-line description)`` per fault, in display order.
+
+  Returns:
+    A header, a rule and one line per fault; a parameter shows as ``name=default`` (choices as
+    ``name=a|b|c (default)``, no default as ``<required>``).
+  """
+  shown = []
+  for name, params, doc in rows:
+    text = ", ".join(
+        f"{p.name}={'|'.join(p.choices)} ({p.default})" if p.choices else
+        f"{p.name}={_show(p.default)}" for p in params)
+    shown.append((name, text or "-", doc))
+  widths = [max(len(row[i]) for row in shown + [("fault", "parameters", "")]) for i in range(2)]
+  lines = [f"{'fault':<{widths[0]}}  {'parameters':<{widths[1]}}  description",
+           f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 11}"]
+  lines += [f"{n:<{widths[0]}}  {p:<{widths[1]}}  {d}" for n, p, d in shown]
+  return lines
+
+
 def _show(default: Any) -> str:
   if default is REQUIRED:
     return "<required>"
+  if default is None:
+    return "none"
   if isinstance(default, bool):
     return str(default).lower()
   return f"{default:g}" if isinstance(default, float) else str(default)
@@ -198,8 +219,20 @@ def _show(default: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _split_top_level(text: str, separator: str, context: str) -> list[str]:
-  """Splits on ``separator`` outside quotes and parentheses; checks both are balanced."""
+def split_top_level(text: str, separator: str, context: str) -> list[str]:
+  """Splits on ``separator`` outside quotes and parentheses; checks both are balanced.
+
+  Args:
+    text: e.g. a whole spec (``";"``) or the arguments of one fault (``","``).
+    separator: one character.
+    context: the text named in error messages.
+
+  Returns:
+    The parts, unstripped (``len == number of top-level separators + 1``).
+
+  Raises:
+    ValueError: for unbalanced parentheses or an unterminated quote.
+  """
   parts, depth, quote, start = [], 0, None, 0
   for i, char in enumerate(text):
     if quote:
@@ -266,13 +299,31 @@ def _convert(fault: str, param: ParamInfo, raw: str) -> Any:
   return text
 
 
-def _parse_one(text: str, load_reference: Any, init_params: Any) -> weight.Fault:
+def split_fault(text: str, example: str = "value:gaussian(scale=0.5)"
+                ) -> tuple[str, str, list[str]]:
+  """Splits one ``TARGET:NAME(param=value, ...)`` into its target, name and raw arguments.
+
+  Only the syntax is checked: the target's characters (not its components), the colon, the
+  parentheses and quotes, and that a name is present.
+
+  Args:
+    text: one fault, without ``";"``.
+    example: a well-formed fault shown when the colon is missing.
+
+  Returns:
+    ``(target, name, arguments)``, target and name stripped; ``arguments`` holds the raw
+    ``"param=value"`` texts (empty without arguments), checked by :func:`bind_params`.
+
+  Raises:
+    ValueError: naming the problem (empty fault, missing colon, target or name, unbalanced
+      parentheses or quotes, text after ``")"``).
+  """
   stripped = text.strip()
   if not stripped:
     raise ValueError("empty fault in spec (check for a stray ';')")
   if ":" not in stripped:
     raise ValueError(f"missing ':' in fault {stripped!r}; expected TARGET:FAULT(param=value, ...), "
-                     "e.g. value:gaussian(scale=0.5)")
+                     f"e.g. {example}")
   target, call = (part.strip() for part in stripped.split(":", 1))
   if not target:
     raise ValueError(f"missing target before ':' in {stripped!r}")
@@ -280,7 +331,7 @@ def _parse_one(text: str, load_reference: Any, init_params: Any) -> weight.Fault
   if "(" in call:
     name, _, rest = call.partition("(")
     name = name.strip()
-    _split_top_level("(" + rest, ",", stripped)  # raises on unbalanced parentheses or quotes
+    split_top_level("(" + rest, ",", stripped)  # raises on unbalanced parentheses or quotes
     rest = rest.rstrip()
     if not rest.endswith(")"):
       raise ValueError(f"unexpected text after ')' in {stripped!r}")
@@ -294,31 +345,58 @@ def _parse_one(text: str, load_reference: Any, init_params: Any) -> weight.Fault
     name, args_text = call, ""
   if not name:
     raise ValueError(f"missing fault name after ':' in {stripped!r}")
+  arguments = split_top_level(args_text, ",", stripped) if args_text.strip() else []
+  return target, name, arguments
+
+
+def bind_params(name: str, params: Sequence[ParamInfo], arguments: Sequence[str],
+                context: str) -> dict[str, Any]:
+  """Converts a fault's raw ``"param=value"`` arguments and fills in the defaults.
+
+  Args:
+    name: the fault's name (for messages).
+    params: the fault's parameters.
+    arguments: raw argument texts from :func:`split_fault`.
+    context: the fault's text (for messages).
+
+  Returns:
+    Parameter name -> converted value, for every parameter.
+
+  Raises:
+    ValueError: for an empty argument, one without ``"="``, an unknown parameter (listing the
+      allowed ones), a repeated one, a value of the wrong type or a missing required one.
+  """
+  allowed = {p.name: p for p in params}
+  kwargs: dict[str, Any] = {}
+  for arg in arguments:
+    if not arg.strip():
+      raise ValueError(f"empty argument in {context!r} (check for a stray ',')")
+    if "=" not in arg:
+      raise ValueError(f"argument {arg.strip()!r} in {context!r} is not param=value; "
+                       f"parameters of {name!r}: {', '.join(allowed) or 'none'}")
+    key, raw = (part.strip() for part in arg.split("=", 1))
+    if key not in allowed:
+      raise ValueError(f"fault {name!r} has no parameter {key!r}; allowed: "
+                       f"{', '.join(allowed) or 'none'}")
+    if key in kwargs:
+      raise ValueError(f"parameter {key!r} given twice in {context!r}")
+    kwargs[key] = _convert(name, allowed[key], raw)
+  for param in params:
+    if param.name not in kwargs:
+      if param.default is REQUIRED:
+        raise ValueError(f"fault {name!r} requires parameter {param.name!r} in {context!r}")
+      kwargs[param.name] = param.default
+  return kwargs
+
+
+def _parse_one(text: str, load_reference: Any, init_params: Any) -> weight.Fault:
+  target, name, arguments = split_fault(text)
+  stripped = text.strip()
   if name not in _REGISTRY:
     raise ValueError(f"unknown fault {name!r} in {stripped!r}; known faults: "
                      f"{', '.join(sorted(_REGISTRY))}")
   entry = _REGISTRY[name]
-  allowed = {p.name: p for p in entry.params}
-  kwargs: dict[str, Any] = {}
-  if args_text.strip():
-    for arg in _split_top_level(args_text, ",", stripped):
-      if not arg.strip():
-        raise ValueError(f"empty argument in {stripped!r} (check for a stray ',')")
-      if "=" not in arg:
-        raise ValueError(f"argument {arg.strip()!r} in {stripped!r} is not param=value; "
-                         f"parameters of {name!r}: {', '.join(allowed) or 'none'}")
-      key, raw = (part.strip() for part in arg.split("=", 1))
-      if key not in allowed:
-        raise ValueError(f"fault {name!r} has no parameter {key!r}; allowed: "
-                         f"{', '.join(allowed) or 'none'}")
-      if key in kwargs:
-        raise ValueError(f"parameter {key!r} given twice in {stripped!r}")
-      kwargs[key] = _convert(name, allowed[key], raw)
-  for param in entry.params:
-    if param.name not in kwargs:
-      if param.default is REQUIRED:
-        raise ValueError(f"fault {name!r} requires parameter {param.name!r} in {stripped!r}")
-      kwargs[param.name] = param.default
+  kwargs = bind_params(name, entry.params, arguments, stripped)
   return entry.build(target, load_reference=load_reference, init_params=init_params, name=name,
                      **kwargs)
 
@@ -355,7 +433,7 @@ def parse_fault_spec(spec: str, load_reference: Callable[[str], Params] | None =
   if not isinstance(spec, str):
     raise ValueError(f"fault spec must be a string, got {type(spec).__name__}")
   faults = [_parse_one(part, load_reference, init_params)
-            for part in _split_top_level(spec, ";", spec)]
+            for part in split_top_level(spec, ";", spec)]
   if len(faults) == 1:
     return faults[0]
   if any(isinstance(fault, activation.ActivationFault) for fault in faults):
