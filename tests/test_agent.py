@@ -12,7 +12,7 @@ from mbrl_drift.agent import Agent, EnvSpec, get_path, set_path
 from mbrl_drift.config import AgentConfig, TrainConfig, replace
 from mbrl_drift.evaluate import evaluate, outcome_summary
 from mbrl_drift.planner import BOLTZMANN, EPSILON, GREEDY, act, exhaustive_scores, sequence_returns
-from mbrl_drift.train import make_train, n_step_targets
+from mbrl_drift.train import n_step_targets
 
 DISCRETE_SPEC = EnvSpec(obs_dim=5, action_dim=3, discrete=True)
 CONTINUOUS_SPEC = EnvSpec(obs_dim=4, action_dim=2, discrete=False, action_low=(-2.0, 0.0),
@@ -170,12 +170,10 @@ def test_act_reports_nonfinite_values_instead_of_crashing():
   assert 0 <= int(result.action) < 3
 
 
-def test_training_is_deterministic_and_vmaps_over_seeds(tiny_train_config):
-  trainer = make_train(tiny_train_config)
-  train = jax.jit(jax.vmap(trainer.train))
-  keys = jax.random.split(jax.random.key(0), 2)
-  state, metrics = train(keys)
-  state_again, metrics_again = train(keys)
+def test_training_is_deterministic_and_vmaps_over_seeds(tiny_train_config, tiny_trained_seeds):
+  trainer, keys = tiny_trained_seeds.trainer, tiny_trained_seeds.keys
+  state, metrics = tiny_trained_seeds.state, tiny_trained_seeds.metrics  # jit(vmap(train))(keys)
+  state_again, metrics_again = tiny_trained_seeds.train(keys)
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(state_again.params)):
     np.testing.assert_array_equal(a, b)
   assert metrics["loss/value"].shape == (2, tiny_train_config.num_chunks)
@@ -186,28 +184,26 @@ def test_training_is_deterministic_and_vmaps_over_seeds(tiny_train_config):
   # The two seeds differ, and training changed every component.
   first = jax.tree.leaves(state.params)[0]
   assert not np.array_equal(first[0], first[1])
-  initial = jax.vmap(trainer.init)(keys).params
+  initial = tiny_trained_seeds.init(keys).params
   for path in trainer.agent.component_paths:
     before, after = get_path(initial, path), get_path(state.params, path)
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before),
                                                         jax.tree.leaves(after))), path
 
 
-def test_chunks_compose_to_the_whole_run(tiny_train_config):
-  trainer = make_train(tiny_train_config)
-  key = jax.random.key(3)
-  whole, _ = jax.jit(trainer.train)(key)
-  state = jax.jit(trainer.init)(key)
-  run_chunk = jax.jit(trainer.run_chunk)
+def test_chunks_compose_to_the_whole_run(tiny_train_config, tiny_trained_seeds):
+  whole = tiny_trained_seeds.state  # jit(vmap(train))(keys)
+  state = tiny_trained_seeds.init(tiny_trained_seeds.keys)
   for _ in range(tiny_train_config.num_chunks):
-    state, _ = run_chunk(state)
+    state, _ = tiny_trained_seeds.run_chunk(state)
   for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(state.params)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
-def test_evaluate_trajectories_are_consistent(tiny_train_config):
-  trainer = make_train(tiny_train_config)
-  params = jax.jit(trainer.init)(jax.random.key(0)).params
+def test_evaluate_trajectories_are_consistent(tiny_trained_seeds):
+  trainer = tiny_trained_seeds.trainer
+  initial = tiny_trained_seeds.init(tiny_trained_seeds.keys).params
+  params = jax.tree.map(lambda x: x[0], initial)  # untrained parameters of the first seed
   env, env_params = trainer.env, trainer.env_params
   run = jax.jit(lambda k, h: evaluate(trainer.agent, params, env, env_params, k, 16, h,
                                       mode=BOLTZMANN, max_steps=int(env_params.max_steps)))

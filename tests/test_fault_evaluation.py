@@ -35,14 +35,21 @@ def test_condition_grid_shapes_and_severity_zero_is_intact(tiny_run):
   assert {"outcome/intended_success", "outcome/timeout", "nonfinite/params"} <= set(rows[0])
 
 
+# One fault, eight severities, four episodes: the grid that calibrating this fault evaluates (here
+# and in the matched-damage CLI test below), so these tests share one compilation.
+CALIBRATED_SPEC = "value:gaussian(scale=2.0)"
+GRID_SIZE = 8
+
+
 def test_same_key_same_results_and_new_severities_reuse_the_compilation(tiny_run):
-  fault = parse_faults(tiny_run, ["value:gaussian(scale=1.0)"])
-  first = evaluate_conditions(tiny_run, fault, [0.0, 0.5], num_episodes=4)
-  again = evaluate_conditions(tiny_run, fault, [0.0, 0.5], num_episodes=4)
+  fault = parse_faults(tiny_run, [CALIBRATED_SPEC])
+  severities = np.linspace(0.0, 0.7, GRID_SIZE)
+  first = evaluate_conditions(tiny_run, fault, severities, num_episodes=4)
+  again = evaluate_conditions(tiny_run, fault, severities, num_episodes=4)
   np.testing.assert_array_equal(first.trajectories.action, again.trajectories.action)
   from mbrl_drift.fault_evaluation import _evaluate_grid
   before = _evaluate_grid._cache_size()
-  evaluate_conditions(tiny_run, fault, [0.25, 0.75], num_episodes=4)
+  evaluate_conditions(tiny_run, fault, severities + 0.05, num_episodes=4)
   assert _evaluate_grid._cache_size() == before
 
 
@@ -88,11 +95,11 @@ def test_bad_horizon_and_policy_are_rejected(tiny_run):
 
 def test_calibration_brackets_the_requested_drop_in_one_compilation(tiny_run):
   from mbrl_drift.fault_evaluation import _evaluate_grid
-  fault = parse_faults(tiny_run, ["value:signflip"])[0]
-  evaluate_conditions(tiny_run, [fault], np.zeros(4), num_episodes=4)  # compile the grid size
+  fault = parse_faults(tiny_run, [CALIBRATED_SPEC])[0]
+  evaluate_conditions(tiny_run, [fault], np.zeros(GRID_SIZE), num_episodes=4)  # the grid size
   before = _evaluate_grid._cache_size()
-  result = calibrate_fault(tiny_run, fault, target_drop=0.05, num_episodes=4, grid_size=4,
-                           num_rounds=2, metric="outcome/mean_return")
+  result = calibrate_fault(tiny_run, fault, target_drop=0.05, num_episodes=4,
+                           grid_size=GRID_SIZE, num_rounds=2, metric="outcome/mean_return")
   assert _evaluate_grid._cache_size() == before
   assert result.num_calls >= 2 and len(result.severities) == result.num_evaluations
   assert 0.0 <= result.severity <= result.severities.max()
@@ -136,7 +143,7 @@ def test_cli_faults_lists_every_fault(capsys):
 
 def test_cli_matched_damage_calibrates_each_fault_separately(tiny_run_dir, tmp_path, capsys):
   out = tmp_path / "matched.json"
-  specs = ["value:gaussian(scale=2.0)", "world_model/reward:gaussian(scale=2.0)"]
+  specs = [CALIBRATED_SPEC, "world_model/reward:gaussian(scale=2.0)"]
   code = main(["evaluate", "--run", str(tiny_run_dir), "--fault", specs[0], "--fault", specs[1],
                "--match-drop", "0.05", "--episodes", "4", "--json", str(out)])
   assert code == 0

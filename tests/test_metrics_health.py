@@ -12,7 +12,6 @@ from mbrl_drift import metrics as metrics_lib
 from mbrl_drift.agent import Agent, EnvSpec
 from mbrl_drift.config import AgentConfig
 from mbrl_drift.metrics import controls
-from mbrl_drift.train import make_train
 
 GAMMA = 0.97
 NUM_EPISODES = 16
@@ -306,11 +305,11 @@ def test_planner_greedy_actions_need_discrete_actions():
 
 # -- everything at once ------------------------------------------------------------------------
 
-def test_component_health_runs_under_jit_and_vmap_on_trained_agents(room, tiny_train_config):
-  trainer = make_train(tiny_train_config)
+def test_component_health_runs_under_jit_and_vmap_on_trained_agents(room, tiny_trained_seeds):
+  trainer = tiny_trained_seeds.trainer
   agent, env, env_params = trainer.agent, trainer.env, trainer.env_params
   assert env == room.env and env_params == room.params  # the room's episodes are held-out data
-  state, _ = jax.jit(jax.vmap(trainer.train))(jax.random.split(jax.random.key(0), 2))
+  state = tiny_trained_seeds.state  # two seeds trained in one jit(vmap(train)) call
   # Two batches of held-out real episodes, one per seed.
   episodes = jax.tree.map(lambda x: x.reshape(2, NUM_EPISODES // 2, *x.shape[1:]),
                           room.episodes)

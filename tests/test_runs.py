@@ -1,6 +1,7 @@
 """Training runs on disk: CLI, checkpoints, resume, bad input."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -37,26 +38,27 @@ def test_cli_train_writes_a_complete_run_and_resume_is_exact(tmp_path, capsys):
   assert jax.tree.leaves(run.params)[0].shape[0] == 2
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_train_config):
-  whole, partial = tmp_path / "whole", tmp_path / "partial"
-  train_run(tiny_train_config, 1, whole, progress=False)
-  summary = train_run(tiny_train_config, 1, partial, progress=False, max_chunks=1)
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_train_config, tiny_run_dir):
+  # tiny_run_dir is the same run (config, seeds, base seed) trained without interruption.
+  partial = tmp_path / "partial"
+  summary = train_run(tiny_train_config, 2, partial, progress=False, max_chunks=1)
   assert not summary["finished"] and summary["chunks_done"] == 1
-  summary = train_run(tiny_train_config, 1, partial, resume=True, progress=False)
+  summary = train_run(tiny_train_config, 2, partial, resume=True, progress=False)
   assert summary["finished"]
-  resumed, finished = load_run(partial).state, load_run(whole).state
+  resumed, finished = load_run(partial).state, load_run(tiny_run_dir).state
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(finished)):
     if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
       a, b = jax.random.key_data(a), jax.random.key_data(b)
     np.testing.assert_array_equal(a, b)
-  assert (partial / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
+  assert (partial / "metrics.jsonl").read_text() == (tiny_run_dir / "metrics.jsonl").read_text()
 
 
-def test_resume_with_a_different_config_is_refused(tmp_path, tiny_train_config):
+def test_resume_with_a_different_config_is_refused(tmp_path, tiny_train_config, tiny_run_dir):
   from mbrl_drift.config import replace
-  train_run(tiny_train_config, 1, tmp_path, progress=False)
+  run_dir = tmp_path / "run"
+  shutil.copytree(tiny_run_dir, run_dir)
   with pytest.raises(ValueError, match="cannot resume"):
-    train_run(replace(tiny_train_config, batch_size=4), 1, tmp_path, resume=True, progress=False)
+    train_run(replace(tiny_train_config, batch_size=4), 2, run_dir, resume=True, progress=False)
 
 
 def test_corrupted_and_mismatched_checkpoints_give_clear_errors(tmp_path):
