@@ -426,7 +426,7 @@ def test_trained_run_is_trained_once_then_loaded_from_the_disk_cache(pytester, m
   cache = pytester.path / "agent_cache"
   record = pytester.path / "record.json"
   monkeypatch.setenv("RUN_RECORD", str(record))
-  pytester.makepyfile(test_runs=RUN_TESTS)
+  pytester.makepyfile(test_cached_plugin_runs=RUN_TESTS)
   run_dir = cache / f"{_tiny_config().config_hash()}-s2-b0-v{__version__}"
 
   first = pytester.runpytest("--mbrl-cache-dir", str(cache))
@@ -444,7 +444,7 @@ def test_trained_run_is_trained_once_then_loaded_from_the_disk_cache(pytester, m
   assert json.loads((run_dir / "summary.json").read_text())["finished"] is True
   checkpoint_mtime = os.stat(run_dir / "checkpoint.npz").st_mtime_ns
 
-  second = pytester.runpytest("--mbrl-cache-dir", str(cache), "test_runs.py::test_training")
+  second = pytester.runpytest("--mbrl-cache-dir", str(cache), "test_cached_plugin_runs.py::test_training")
   second.assert_outcomes(passed=1)
   second.stdout.fnmatch_lines([
       "mbrl_drift: trained 0 run(s), loaded 1 run(s) from the cache",
