@@ -126,3 +126,16 @@ def test_validate_and_errors():
     faults.activation_noise("value", scale=-0.1)
   with pytest.raises(ValueError, match="severity must be a scalar"):
     CASES["noise"].apply_to("value", KEY, ACTIVATIONS, jnp.ones(2))
+
+
+def test_activation_noise_differs_across_a_vmapped_batch_and_repeats_for_the_same_input():
+  # A vmapped planner calls the hook once per candidate with one key: the noise must still
+  # differ between candidates, or it shifts every plan's score alike and changes no decision.
+  fault = faults.activation_noise("value", scale=1.0)
+  key = jax.random.key(0)
+  outputs = jnp.arange(12.0, dtype=jnp.float32).reshape(4, 3)
+  noisy = jax.vmap(lambda row: fault.apply_to("value", key, row, 1.0))(outputs)
+  noise = np.asarray(noisy - outputs)
+  assert all(not np.allclose(noise[i], noise[j]) for i in range(4) for j in range(i))
+  np.testing.assert_array_equal(fault.apply_to("value", key, outputs[2], 1.0), noisy[2])
+  np.testing.assert_array_equal(fault.apply_to("value", key, outputs, 0.0), outputs)

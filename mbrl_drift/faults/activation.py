@@ -232,10 +232,31 @@ def _float_setting(name: str, field: str, value: Any, minimum: float | None = No
   return jnp.asarray(value, jnp.float32)
 
 
+def activation_key(key: jax.Array, activations: jax.Array) -> jax.Array:
+  """``key`` folded with a hash of the bits of ``activations``.
+
+  A hook inside ``jax.vmap`` sees one example at a time and the same key for every example, so
+  noise drawn from the key alone would be identical across the batch: the same shift for every
+  candidate plan of a vmapped planner, which changes no decision. Keyed by the activations as
+  well, the noise is a fixed random function of what the component computed: different for
+  different inputs, the same whenever the same activation is computed again.
+
+  Args:
+    key: PRNG key.
+    activations: ``[...]`` floating-point activations of one example (or a batch).
+
+  Returns:
+    A PRNG key.
+  """
+  bits = jax.lax.bitcast_convert_type(activations.astype(jnp.float32), jnp.uint32).ravel()
+  weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
+  return jax.random.fold_in(key, jnp.sum(bits * weights, dtype=jnp.uint32))
+
+
 def _noise_transform(fault, noise_key, unit_key, activations, severity):
   del unit_key
-  return noise_activations(noise_key, activations, severity, fault.settings["scale"],
-                           fault.option("relative"))
+  return noise_activations(activation_key(noise_key, activations), activations, severity,
+                           fault.settings["scale"], fault.option("relative"))
 
 
 def _stuck_transform(fault, noise_key, unit_key, activations, severity):
