@@ -97,6 +97,9 @@ def test_signal_fault_addressing_and_errors():
       "world_model/dynamics")
   with pytest.raises(ValueError, match="needs goal_rewards"):
     faults.reward_swap()(KEY, 0, REWARDS)
+  num_goals = GOAL_REWARDS.shape[-1]
+  with pytest.raises(ValueError, match=f"goal_index={num_goals} is out of range.*{num_goals} goals"):
+    faults.reward_swap(goal_index=num_goals)(KEY, 0, REWARDS, GOAL_REWARDS)
   with pytest.raises(ValueError, match=r"goal_rewards.*shape \(8, 3, 4\)"):
     faults.reward_swap()(KEY, 0, REWARDS, GOAL_REWARDS)
   with pytest.raises(ValueError, match="end_step must be None or > start_step"):

@@ -142,6 +142,10 @@ class SignalFault:
       if alternative is None:
         raise ValueError(f"{self.name}: needs goal_rewards (the rewards of the other goal)")
       if self.goal_index is not None:
+        num_goals = alternative.shape[-1]
+        if not 0 <= self.goal_index < num_goals:
+          raise ValueError(f"{self.name}: goal_index={self.goal_index} is out of range; the "
+                           f"environment has {num_goals} goals (0 to {num_goals - 1})")
         alternative = alternative[..., self.goal_index]
       if alternative.shape != values.shape:
         selected = "" if self.goal_index is None else f"[..., {self.goal_index}]"
