@@ -59,7 +59,8 @@ from mbrl_drift import buffer as replay  # noqa: E402
 from mbrl_drift.agent import get_path, set_path  # noqa: E402
 from mbrl_drift.config import TrainConfig  # noqa: E402
 from mbrl_drift.planner import EPSILON, act  # noqa: E402
-from mbrl_drift.train import Trainer, make_train, n_step_targets  # noqa: E402
+from mbrl_drift.train import (Trainer, component_optimiser, make_train,  # noqa: E402
+                              n_step_targets)
 
 ENV_NAME = "GoalGrid-FourRooms"
 
@@ -147,7 +148,7 @@ def make_update(trainer: Trainer) -> Callable[[LearnerState, jax.Array], Learner
   agent_config = agent.config
   unroll, n_step, gamma = config.unroll_steps, config.n_step, agent_config.gamma
   rho_powers = config.rho ** jnp.arange(unroll, dtype=jnp.float32)
-  optimisers = {path: make_optimiser(config, path) for path in agent.component_paths}
+  optimisers = {path: component_optimiser(config, path) for path in agent.component_paths}
 
   def sequence_loss(params, target_value, sequence):
     obs, next_obs, reward = sequence["obs"], sequence["next_obs"], sequence["reward"]
@@ -218,17 +219,6 @@ def make_update(trainer: Trainer) -> Callable[[LearnerState, jax.Array], Learner
     return state._replace(params=params, target_value=target_value, opt_states=opt_states)
 
   return update
-
-
-def make_optimiser(config: TrainConfig, path: str) -> optax.GradientTransformation:
-  """The per-component optimiser of ``mbrl_drift.train`` (clipped Adam)."""
-  if path.startswith("world_model/"):
-    learning_rate = config.world_model_lr
-  elif path == "actor":
-    learning_rate = config.actor_lr
-  else:
-    learning_rate = config.value_lr
-  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate))
 
 
 def make_gym_env(kind: str, num_envs: int) -> gymnasium.vector.VectorEnv:
@@ -331,7 +321,7 @@ class HostLoop:
     action_shape = () if agent.spec.discrete else (agent.spec.action_dim,)
     self.state = LearnerState(
         params=params, target_value=jax.tree.map(jnp.copy, params["value"]),  # own buffers
-        opt_states={path: make_optimiser(config, path).init(get_path(params, path))
+        opt_states={path: component_optimiser(config, path).init(get_path(params, path))
                     for path in agent.component_paths},
         buffer=replay.init_buffer(config.buffer_steps, num_envs, agent.spec.obs_dim, action_shape,
                                   jnp.int32 if agent.spec.discrete else jnp.float32),

@@ -246,6 +246,15 @@ def _version() -> str:
   return __version__
 
 
+def is_finished(run_dir: str | os.PathLike) -> bool:
+  """Whether ``run_dir`` holds a run trained to its last chunk (a readable ``summary.json``
+  that says so)."""
+  try:
+    return bool(json.loads((Path(run_dir) / SUMMARY_NAME).read_text()).get("finished"))
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
 def load_run(run_dir: str | os.PathLike) -> TrainedRun:
   """Loads a trained run (config and latest checkpoint) from its directory.
 

@@ -798,7 +798,7 @@ class RunCache:
       The :class:`~mbrl_drift.runs.TrainedRun`.
     """
     from mbrl_drift import checkpoint as ckpt
-    from mbrl_drift.runs import SUMMARY_NAME, load_run, train_run
+    from mbrl_drift.runs import is_finished, load_run, train_run
 
     config = _resolve_config(config)
     if seeds < 1:
@@ -809,7 +809,7 @@ class RunCache:
       return self._runs[run_dir]
     with file_lock(run_dir.with_name(run_dir.name + ".lock")):
       run = None
-      if _finished(run_dir / SUMMARY_NAME):
+      if is_finished(run_dir):
         try:
           run = load_run(run_dir)
           self.loaded_from_cache.append(run_dir)
@@ -836,13 +836,6 @@ def _resolve_config(config: Any) -> Any:
     from mbrl_drift.presets import preset
     return preset(config)
   return config
-
-
-def _finished(summary_path: Path) -> bool:
-  try:
-    return bool(json.loads(summary_path.read_text()).get("finished"))
-  except (OSError, ValueError, AttributeError):
-    return False
 
 
 # ---------------------------------------------------------------------------------------------

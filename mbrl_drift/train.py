@@ -150,7 +150,9 @@ def make_agent(config: TrainConfig, env: envs.Environment, env_params: Any) -> A
   return Agent(config=config.agent, spec=EnvSpec.from_env(env, env_params))
 
 
-def _optimiser(config: TrainConfig, path: str) -> optax.GradientTransformation:
+def component_optimiser(config: TrainConfig, path: str) -> optax.GradientTransformation:
+  """The optimiser of one component: Adam at its group's learning rate after global-norm
+  clipping of that component's gradients."""
   if path.startswith("world_model/"):
     learning_rate = config.world_model_lr
   elif path == "actor":
@@ -215,7 +217,7 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
                      f"components are {list(paths)}")
   optimisers = {}
   for path in paths:
-    optimiser = optax.with_extra_args_support(_optimiser(config, path))
+    optimiser = optax.with_extra_args_support(component_optimiser(config, path))
     if path in resets:
       step, severity = resets[path]
       optimiser = faults.reset_optimizer_state(optimiser, start_step=step, severity=severity)

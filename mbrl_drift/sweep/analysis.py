@@ -7,10 +7,7 @@ from typing import Any, Sequence
 
 from mbrl_drift.metrics import FailureThresholds, classify_failure
 from mbrl_drift.sweep.spec import INTACT
-
-
-def _number(value: Any) -> Any:
-  return float(value) if value in ("nan", "inf", "-inf") else value
+from mbrl_drift.sweep.store import from_json_number
 
 
 def relabel(records: Sequence[dict[str, Any]], thresholds: FailureThresholds | None = None
@@ -37,8 +34,8 @@ def relabel(records: Sequence[dict[str, Any]], thresholds: FailureThresholds | N
     config = record["config"]
     reference = healthy.get((record["job_id"], config["horizon"], config["policy"]))
     if reference is not None:
-      metrics = {k: _number(v) for k, v in record["metrics"].items() if not isinstance(v, list)}
-      reference = {k: _number(v) for k, v in reference.items() if not isinstance(v, list)}
+      metrics = {k: from_json_number(v) for k, v in record["metrics"].items() if not isinstance(v, list)}
+      reference = {k: from_json_number(v) for k, v in reference.items() if not isinstance(v, list)}
       label = classify_failure(metrics, thresholds, reference)
       record["label"], record["label_reasons"] = label.label, list(label.reasons)
     relabelled.append(record)

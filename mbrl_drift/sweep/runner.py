@@ -71,25 +71,18 @@ def _file_lock(path: Path) -> Iterator[None]:
       fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _finished(run_dir: Path) -> bool:
-  import json
-
-  summary = run_dir / "summary.json"
-  return summary.exists() and bool(json.loads(summary.read_text()).get("finished"))
-
-
 def _train_job(root: Path, job: Job) -> float:
   """Trains (or resumes) the job's main and reference runs; returns the seconds spent."""
-  from mbrl_drift.runs import train_run
+  from mbrl_drift.runs import is_finished, train_run
 
   start = time.time()
   main_dir = root / job.run_dir
   with _file_lock(root / "runs" / job.job_id / "job.lock"):
-    if not _finished(main_dir):
+    if not is_finished(main_dir):
       train_run(job.config, job.seeds, main_dir, seed=job.base_seed, resume=True, progress=False)
     for name, config, init_from, freeze in job.references:
       reference_dir = root / job.reference_dir(name)
-      if not _finished(reference_dir):
+      if not is_finished(reference_dir):
         train_run(config, job.seeds, reference_dir, seed=job.base_seed, resume=True,
                   progress=False, init_from=main_dir if init_from == MAIN_RUN else None,
                   freeze=freeze)
@@ -175,7 +168,7 @@ def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Tria
                     for s in specs}
   width = max(len(r) for r in rows_per_fault.values())
   table = [r + [r[-1]] * (width - len(r)) for r in rows_per_fault.values()]
-  policies = list(dict.fromkeys(p for p in spec.policies))
+  policies = list(spec.policies)
   results = evaluate_conditions(
       run, [parsed[s] for s in specs], table, horizons, policies, spec.episodes, key,
       fault_labels=specs, fault_ids=[stable_fault_id(s) for s in specs])

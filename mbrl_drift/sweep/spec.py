@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import tomllib
 from pathlib import Path
@@ -50,7 +51,7 @@ from typing import Any, Mapping, Sequence
 
 from mbrl_drift import faults as faults_lib
 from mbrl_drift import presets
-from mbrl_drift.config import AgentConfig, TrainConfig
+from mbrl_drift.config import TrainConfig
 from mbrl_drift.planner import SELECTION_MODES
 
 INTACT = "intact"
@@ -262,6 +263,9 @@ class SweepSpec:
     for horizon in self.horizons:
       _check(isinstance(horizon, int) and horizon >= 1, "horizons", horizon, "ints >= 1")
     _check(len(self.policies) > 0, "policies", self.policies, f"some of {list(SELECTION_MODES)}")
+    for name in ("horizons", "policies"):
+      values = getattr(self, name)
+      _check(len(values) == len(set(values)), name, values, "distinct values")
     for policy in self.policies:
       _check(policy in SELECTION_MODES, "policies", policy, f"one of {list(SELECTION_MODES)}")
     reference_names = [r.name for r in self.references]
@@ -321,8 +325,8 @@ class SweepSpec:
       conditions += [(entry.spec, float(s), None) for s in severities]
       conditions += [(entry.spec, None, float(d)) for d in drops]
     trials = []
-    for (fault, severity, drop), horizon, policy in _product(conditions, horizons,
-                                                             self.policies):
+    for (fault, severity, drop), horizon, policy in itertools.product(
+        conditions, horizons, self.policies):
       identity = {"job": job.job_id, "fault": fault, "severity": severity, "target_drop": drop,
                   "horizon": int(horizon), "policy": policy, "episodes": self.episodes,
                   "calibration_episodes": self.calibration_episodes if drop else None,
@@ -402,11 +406,6 @@ def _check(condition: Any, field: str, value: Any, allowed: str) -> None:
     raise ValueError(f"invalid sweep field {field}={value!r}: expected {allowed}")
 
 
-def _product(*axes: Sequence[Any]) -> list[tuple[Any, ...]]:
-  import itertools
-  return list(itertools.product(*axes))
-
-
 def _validate_fault(spec: str, reference_names: Sequence[str]) -> None:
   def load_reference(run: str) -> dict:
     if run.startswith("@") and run[1:] not in reference_names:
@@ -444,24 +443,13 @@ def _validate_fault_targets(specs: Sequence[str], job: Job) -> None:
 
 def _apply(config: TrainConfig, train: Sequence[tuple[str, Any]],
            agent: Sequence[tuple[str, Any]], where: str) -> TrainConfig:
-  train, agent = dict(train), dict(agent)
-  train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"agent"}
-  agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
-  unknown = set(train) - train_fields
-  if unknown:
-    raise ValueError(f"unknown train field(s) {sorted(unknown)} in {where}; allowed: "
-                     f"{sorted(train_fields)}")
-  unknown = set(agent) - agent_fields
-  if unknown:
-    raise ValueError(f"unknown agent field(s) {sorted(unknown)} in {where}; allowed: "
-                     f"{sorted(agent_fields)}")
-  if "env_kwargs" in train:
-    value = train["env_kwargs"]
-    train["env_kwargs"] = tuple(sorted((value.items() if isinstance(value, Mapping)
-                                        else (tuple(p) for p in value))))
+  """``config`` with field overrides, validated by :meth:`TrainConfig.from_dict`."""
+  data = {**config.to_dict(), **dict(train)}
+  data["agent"] = {**data["agent"], **dict(agent)}
+  data["env_kwargs"] = _pairs(data.get("env_kwargs"))
   try:
-    return dataclasses.replace(config, agent=dataclasses.replace(config.agent, **agent), **train)
-  except TypeError as error:
+    return TrainConfig.from_dict(data)
+  except (TypeError, ValueError) as error:
     raise ValueError(f"invalid config in {where}: {error}") from error
 
 

@@ -321,6 +321,12 @@ def _finite(value: Any) -> Any:
   return value
 
 
+def from_json_number(value: Any) -> Any:
+  """Inverse of the non-finite encoding of trial records: ``"nan"``/``"inf"``/``"-inf"`` ->
+  float, anything else unchanged."""
+  return float(value) if value in ("nan", "inf", "-inf") else value
+
+
 def load_results(sweep_dir: str | os.PathLike) -> "Any":
   """Loads a sweep's finished trials into a pandas DataFrame, one row per trial.
 
@@ -340,7 +346,7 @@ def load_results(sweep_dir: str | os.PathLike) -> "Any":
     for name, value in record["metrics"].items():
       if isinstance(value, list):
         continue
-      row[name] = float(value) if value in ("nan", "inf", "-inf") else value
+      row[name] = from_json_number(value)
     row["label"] = record.get("label")
     row["label_reasons"] = "; ".join(record.get("label_reasons", []))
     rows.append(row)
