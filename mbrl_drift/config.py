@@ -108,6 +108,9 @@ class TrainConfig:
       that it repeats for ``z`` steps (or until its episode ends), which reaches far more of
       the state space than per-step noise when single steps are small.
     world_model_lr, value_lr, actor_lr: Adam learning rates per component group.
+    final_lr_fraction: the learning rates decay linearly, over the run's updates, to this
+      fraction of their initial value (``1.0``: constant). Left out of :meth:`to_dict` (and so
+      of the config hash) while it is ``1.0``.
     target_tau: Polyak rate of the value target network.
     rho: per-step weight decay of the unrolled world-model losses.
     consistency_coef, reward_coef, termination_coef, decoder_coef, value_coef: loss weights.
@@ -138,6 +141,7 @@ class TrainConfig:
   world_model_lr: float = 1e-3
   value_lr: float = 1e-3
   actor_lr: float = 1e-3
+  final_lr_fraction: float = 1.0
   target_tau: float = 0.02
   rho: float = 0.9
   consistency_coef: float = 1.0
@@ -174,7 +178,8 @@ class TrainConfig:
              self.buffer_size,
              f"at least num_envs * (unroll_steps + n_step + 1) = "
              f"{self.num_envs * (self.sequence_length + 1)}")
-    for name in ("epsilon_start", "epsilon_end", "epsilon_decay_fraction", "target_tau", "rho"):
+    for name in ("epsilon_start", "epsilon_end", "epsilon_decay_fraction", "target_tau", "rho",
+                 "final_lr_fraction"):
       value = getattr(self, name)
       _require(0.0 <= value <= 1.0, name, value, "a float in [0, 1]")
     for name in ("world_model_lr", "value_lr", "actor_lr", "max_grad_norm"):
@@ -224,6 +229,12 @@ class TrainConfig:
     return self.total_steps // self.num_envs
 
   @property
+  def learning_updates(self) -> int:
+    """Gradient updates per component over the whole run (those after ``learning_starts``)."""
+    first = max(-(-self.learning_starts // self.num_envs), self.sequence_length)
+    return max(1, (self.iterations - first + 1) * self.updates_per_iteration)
+
+  @property
   def buffer_steps(self) -> int:
     """Buffer capacity in vectorised time steps."""
     return self.buffer_size // self.num_envs
@@ -237,6 +248,8 @@ class TrainConfig:
       out["training_faults"] = list(self.training_faults)
     else:  # keeps the dicts and hashes of configs without training faults as they always were
       del out["training_faults"]
+    if self.final_lr_fraction == 1.0:  # likewise for constant learning rates
+      del out["final_lr_fraction"]
     return out
 
   @classmethod

@@ -152,13 +152,17 @@ def make_agent(config: TrainConfig, env: envs.Environment, env_params: Any) -> A
 
 def component_optimiser(config: TrainConfig, path: str) -> optax.GradientTransformation:
   """The optimiser of one component: Adam at its group's learning rate after global-norm
-  clipping of that component's gradients."""
+  clipping of that component's gradients. The rate decays linearly to
+  ``config.final_lr_fraction`` of itself over ``config.learning_updates`` updates."""
   if path.startswith("world_model/"):
     learning_rate = config.world_model_lr
   elif path == "actor":
     learning_rate = config.actor_lr
   else:
     learning_rate = config.value_lr
+  if config.final_lr_fraction != 1.0:
+    learning_rate = optax.linear_schedule(learning_rate, learning_rate * config.final_lr_fraction,
+                                          config.learning_updates)
   return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate))
 
 

@@ -12,7 +12,7 @@ from mbrl_drift.agent import Agent, EnvSpec, get_path, set_path
 from mbrl_drift.config import AgentConfig, TrainConfig, replace
 from mbrl_drift.evaluate import evaluate, outcome_summary
 from mbrl_drift.planner import BOLTZMANN, EPSILON, GREEDY, act, exhaustive_scores, sequence_returns
-from mbrl_drift.train import n_step_targets
+from mbrl_drift.train import component_optimiser, n_step_targets
 
 DISCRETE_SPEC = EnvSpec(obs_dim=5, action_dim=3, discrete=True)
 CONTINUOUS_SPEC = EnvSpec(obs_dim=4, action_dim=2, discrete=False, action_low=(-2.0, 0.0),
@@ -60,7 +60,8 @@ def test_agent_config_errors_name_the_field(field, value, message):
 
 @pytest.mark.parametrize("field, value", [
     ("env", "NoSuchEnv"), ("num_envs", 0), ("learning_starts", 10**9), ("rho", 2.0),
-    ("buffer_size", 4), ("total_steps", 8),
+    ("buffer_size", 4), ("total_steps", 8), ("final_lr_fraction", 1.5),
+    ("final_lr_fraction", -0.1),
 ])
 def test_train_config_errors_name_the_field(field, value):
   with pytest.raises(ValueError, match=field):
@@ -74,6 +75,35 @@ def test_train_config_round_trips_and_hashes():
   assert config.config_hash() != TrainConfig().config_hash()
   with pytest.raises(ValueError, match="unknown train config field"):
     TrainConfig.from_dict({"batch": 3})
+
+
+def test_learning_rate_decay_is_part_of_the_identity_only_when_used():
+  assert "final_lr_fraction" not in TrainConfig().to_dict()  # old run hashes stay valid
+  decayed = TrainConfig(final_lr_fraction=0.0)
+  assert decayed.to_dict()["final_lr_fraction"] == 0.0
+  assert TrainConfig.from_dict(decayed.to_dict()) == decayed
+  assert decayed.config_hash() != TrainConfig().config_hash()
+
+
+@pytest.mark.parametrize("final_lr_fraction", [0.0, 0.5, 1.0])
+def test_component_learning_rates_decay_linearly_over_the_runs_updates(final_lr_fraction):
+  config = TrainConfig(env="GoalGrid-OpenRoom", total_steps=640, num_envs=16, buffer_size=640,
+                       learning_starts=160, updates_per_iteration=2, value_lr=0.1,
+                       final_lr_fraction=final_lr_fraction)
+  # Updates happen from iteration max(ceil(160 / 16), 8) = 10 to 40, two per iteration.
+  assert config.learning_updates == (40 - 10 + 1) * 2
+  optimiser = component_optimiser(config, "value")
+  params = {"w": jnp.zeros(())}
+  state = optimiser.init(params)
+  steps = []
+  for _ in range(config.learning_updates + 1):  # a constant gradient: Adam steps by the lr
+    update, state = optimiser.update({"w": jnp.ones(())}, state, params)
+    steps.append(-float(update["w"]))
+  np.testing.assert_allclose(steps[0], 0.1, rtol=1e-3)
+  middle = config.learning_updates // 2
+  np.testing.assert_allclose(steps[middle], 0.1 * (1 - 0.5 * (1 - final_lr_fraction)),
+                             rtol=1e-3)
+  np.testing.assert_allclose(steps[-1], 0.1 * final_lr_fraction, rtol=1e-3, atol=1e-7)
 
 
 def test_n_step_targets_match_hand_computation():
