@@ -38,7 +38,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls: type, prefix: str,
       continue
     parser.add_argument(f"--{prefix}{field.name.replace('_', '-')}", type=kind, default=None,
                         dest=f"{prefix.replace('-', '_')}{field.name}",
-                        help=f"(default {default!r})")
+                        help=f"(default: the env's preset, else {default!r})")
 
 
 def _env_arg(text: str) -> tuple[str, Any]:
@@ -57,13 +57,21 @@ def _env_arg(text: str) -> tuple[str, Any]:
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+  """The environment's preset (or the plain defaults) with the given flags applied."""
+  from mbrl_drift.presets import PRESETS
+
   values = vars(args)
   agent = {f.name: values[f"agent_{f.name}"] for f in dataclasses.fields(AgentConfig)
            if values.get(f"agent_{f.name}") is not None}
   train = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
            if f.name not in ("agent", "env_kwargs") and values.get(f.name) is not None}
-  env_kwargs = tuple(args.env_arg or ())
-  return TrainConfig(agent=AgentConfig(**agent), env_kwargs=env_kwargs, **train)
+  env = train.get("env", TrainConfig.env)
+  if args.no_preset or env not in PRESETS:
+    base = TrainConfig(env=env)
+  else:
+    base = PRESETS[env]
+  return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **agent),
+                             env_kwargs=tuple(args.env_arg or base.env_kwargs), **train)
 
 
 def _format_summary(summary: dict[str, Any]) -> str:
@@ -318,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
   train.add_argument("--resume", action="store_true", help="continue the run in --out")
   train.add_argument("--quiet", action="store_true", help="no progress bar")
+  train.add_argument("--no-preset", action="store_true",
+                     help="start from the plain TrainConfig defaults instead of the env's tuned "
+                          "preset (mbrl_drift/presets.py); flags apply on top of either")
   train.add_argument("--env-arg", type=_env_arg, action="append", metavar="NAME=VALUE",
                      help="environment constructor argument, repeatable (e.g. intended_goal=1)")
   train.add_argument("--init-from", default=None, metavar="RUN",

@@ -5,7 +5,7 @@ import pytest
 
 import envs
 from mbrl_drift.agent import EnvSpec
-from mbrl_drift.config import TrainConfig
+from mbrl_drift.config import TrainConfig, replace
 from mbrl_drift.presets import PRESETS, preset
 from mbrl_drift.train import make_train
 
@@ -18,8 +18,11 @@ def test_presets_cover_the_studied_environments():
   assert set(PRESETS) <= set(envs.names())
 
 
-def test_four_rooms_preset_is_the_default_config():
-  assert preset("GoalGrid-FourRooms") == TrainConfig()
+def test_four_rooms_preset_differs_from_the_defaults_only_in_width_and_learning_rates():
+  four_rooms = preset("GoalGrid-FourRooms")
+  assert four_rooms.final_lr_fraction == 0.0 and four_rooms.agent.hidden_dim == 64
+  assert replace(four_rooms, agent__hidden_dim=128, world_model_lr=1e-3, value_lr=1e-3,
+                 final_lr_fraction=1.0) == TrainConfig()
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

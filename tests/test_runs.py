@@ -101,6 +101,19 @@ def test_cli_rejects_invalid_config_with_the_field_name(tmp_path, capsys):
   assert not out.exists()
 
 
+def test_cli_trains_the_envs_preset_with_flags_on_top():
+  from mbrl_drift.cli import _config_from_args, build_parser
+  from mbrl_drift.config import TrainConfig, replace
+  from mbrl_drift.presets import preset
+
+  parse = lambda *flags: _config_from_args(build_parser().parse_args(["train", "--out", "x",
+                                                                       *flags]))
+  assert parse() == preset("GoalGrid-FourRooms")
+  assert parse("--env", "CartPole", "--batch-size", "32", "--agent-horizon", "1") == replace(
+      preset("CartPole"), batch_size=32, agent__horizon=1)
+  assert parse("--env", "CartPole", "--no-preset") == TrainConfig(env="CartPole")
+
+
 def test_cli_lists_environments(capsys):
   assert main(["envs"]) == 0
   out = capsys.readouterr().out
