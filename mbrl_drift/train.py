@@ -294,7 +294,9 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     action_inputs = jax.vmap(agent.action_input)(sequence["action"][:unroll])
 
     encode = jax.vmap(lambda o: agent.encode(params, o))
-    next_latent_target = jax.lax.stop_gradient(encode(next_obs[:unroll]))
+    # Latents of every next observation: consistency targets (first U) and bootstrap latents.
+    next_latents = jax.lax.stop_gradient(encode(next_obs))
+    next_latent_target = next_latents[:unroll]
 
     def unroll_step(z_k, inputs):
       action_input_k = inputs
@@ -322,8 +324,7 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
       total += config.decoder_coef * losses["decoder"]
 
     # Value: n-step targets on the unrolled latents z_0 .. z_U.
-    bootstrap_latent = jax.lax.stop_gradient(encode(next_obs))
-    bootstrap_value = jax.vmap(lambda z: agent.value({"value": target_value}, z))(bootstrap_latent)
+    bootstrap_value = jax.vmap(lambda z: agent.value({"value": target_value}, z))(next_latents)
     targets = n_step_targets(value_reward, terminated, truncated, bootstrap_value, n_step, gamma,
                              unroll + 1)
     for key_fault, fault in zip(jax.random.split(key, max(1, len(hooks.target_faults))),
