@@ -137,6 +137,9 @@ def test_ids_are_stable_and_follow_the_config(sweep_file):
     (lambda s: s.replace("[evaluate]", "[evaluation]"), "evaluate"),
     (lambda s: s.replace("matched_drops = [0.2]", "matched_drops = [1.5]"), "matched_drops"),
     (lambda s: s.replace("name = \"tiny\"", "name = \"tiny"), "not valid TOML"),
+    # The tiny agent has a decoder; freezing it is fine, a misspelt path is refused up front.
+    (lambda s: s.replace('"world_model/dynamics"]', '"world_model/decoder", "world_model/dynamo"]'),
+     "world_model/dynamo"),
 ])
 def test_malformed_sweep_files_are_clear_errors(tmp_path, edit, message):
   path = tmp_path / "bad.toml"

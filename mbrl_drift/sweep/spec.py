@@ -420,15 +420,22 @@ def _validate_fault(spec: str, reference_names: Sequence[str]) -> None:
 
 
 def _validate_fault_targets(specs: Sequence[str], job: Job) -> None:
-  """Checks every fault's target against the job's agent (shapes only, nothing is compiled)."""
-  if not specs:
-    return
+  """Checks every fault's target, and every reference's frozen paths, against the job's agent
+  (shapes only, nothing is compiled), so that a bad path fails before anything trains."""
   import jax
 
+  from mbrl_drift.faults.paths import resolve_target
   from mbrl_drift.train import make_train
 
   agent = make_train(job.config).agent
   params = jax.eval_shape(agent.init, jax.random.key(0))
+  for name, _, _, freeze in job.references:
+    for pattern in freeze:
+      try:
+        resolve_target(params, pattern)
+      except ValueError as error:
+        raise ValueError(f"invalid sweep field references.freeze of {name!r}: {error} (agent of "
+                         f"{job.env}, variant {job.variant})") from error
   for spec in specs:
     fault = faults_lib.parse_fault_spec(spec, load_reference=lambda run: {}, init_params={})
     try:
