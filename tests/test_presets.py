@@ -18,11 +18,11 @@ def test_presets_cover_the_studied_environments():
   assert set(PRESETS) <= set(envs.names())
 
 
-def test_four_rooms_preset_differs_from_the_defaults_only_in_width_and_learning_rates():
+def test_four_rooms_preset_differs_from_the_defaults_in_width_decoder_and_learning_rates():
   four_rooms = preset("GoalGrid-FourRooms")
   assert four_rooms.final_lr_fraction == 0.0 and four_rooms.agent.hidden_dim == 64
-  assert replace(four_rooms, agent__hidden_dim=128, world_model_lr=1e-3, value_lr=1e-3,
-                 final_lr_fraction=1.0) == TrainConfig()
+  assert replace(four_rooms, agent__hidden_dim=128, agent__use_decoder=True, world_model_lr=1e-3,
+                 value_lr=1e-3, final_lr_fraction=1.0) == TrainConfig()
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
