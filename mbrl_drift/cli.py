@@ -58,18 +58,14 @@ def _env_arg(text: str) -> tuple[str, Any]:
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
   """The environment's preset (or the plain defaults) with the given flags applied."""
-  from mbrl_drift.presets import PRESETS
+  from mbrl_drift.presets import starting_config
 
   values = vars(args)
   agent = {f.name: values[f"agent_{f.name}"] for f in dataclasses.fields(AgentConfig)
            if values.get(f"agent_{f.name}") is not None}
   train = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
            if f.name not in ("agent", "env_kwargs") and values.get(f.name) is not None}
-  env = train.get("env", TrainConfig.env)
-  if args.no_preset or env not in PRESETS:
-    base = TrainConfig(env=env)
-  else:
-    base = PRESETS[env]
+  base = starting_config(train.get("env", TrainConfig.env), use_preset=not args.no_preset)
   return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **agent),
                              env_kwargs=tuple(args.env_arg or base.env_kwargs), **train)
 

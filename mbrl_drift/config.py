@@ -244,12 +244,12 @@ class TrainConfig:
   def to_dict(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out["env_kwargs"] = [list(pair) for pair in self.env_kwargs]
-    if self.training_faults:
-      out["training_faults"] = list(self.training_faults)
-    else:  # keeps the dicts and hashes of configs without training faults as they always were
-      del out["training_faults"]
-    if self.final_lr_fraction == 1.0:  # likewise for constant learning rates
-      del out["final_lr_fraction"]
+    out["training_faults"] = list(self.training_faults)
+    # Fields added after runs were first stored are left out at their defaults, so that the
+    # dicts and hashes of configs that do not use them stay as they always were.
+    for name in _LATER_FIELDS:
+      if getattr(self, name) == _FIELD_DEFAULTS[name]:
+        del out[name]
     return out
 
   @classmethod
@@ -276,6 +276,10 @@ class TrainConfig:
     """A short stable hash identifying this configuration."""
     blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_LATER_FIELDS = ("training_faults", "final_lr_fraction")
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def replace(config: Any, **changes: Any) -> Any:

@@ -64,11 +64,11 @@ PRESETS: dict[str, TrainConfig] = {
         buffer_size=8_000,
     ),
     "GoalGrid-FourRooms": TrainConfig(
-      agent=AgentConfig(hidden_dim=64, use_decoder=False),
-      world_model_lr=3e-3,
-      value_lr=3e-3,
-      final_lr_fraction=0.0,
-  ),
+        agent=AgentConfig(hidden_dim=64, use_decoder=False),
+        world_model_lr=3e-3,
+        value_lr=3e-3,
+        final_lr_fraction=0.0,
+    ),
     "GoalGrid-ForkMaze": TrainConfig(
         env="GoalGrid-ForkMaze",
         total_steps=24_000,
@@ -112,3 +112,18 @@ def preset(env_name: str) -> TrainConfig:
     raise ValueError(f"no preset for environment {env_name!r}; known names are: "
                      f"{', '.join(PRESETS)}")
   return PRESETS[env_name]
+
+
+def starting_config(env_name: str, use_preset: bool = True) -> TrainConfig:
+  """The configuration a run of ``env_name`` starts from before its overrides.
+
+  Args:
+    env_name: a registered environment name.
+    use_preset: start from the environment's preset where it has one.
+
+  Returns:
+    Its preset when ``use_preset`` and one exists, else ``TrainConfig(env=env_name)``.
+  """
+  if use_preset and env_name in PRESETS:
+    return PRESETS[env_name]
+  return TrainConfig(env=env_name)

@@ -294,8 +294,7 @@ class SweepSpec:
     jobs = []
     for env in self.envs:
       for variant in self.variants:
-        config = presets.preset(env) if self.preset and env in presets.PRESETS else TrainConfig(
-            env=env)
+        config = presets.starting_config(env, use_preset=self.preset)
         config = _apply(config, self.train, self.agent, f"train/agent of sweep {self.name!r}")
         config = _apply(config, variant.train, variant.agent, f"variant {variant.name!r}")
         references = []
