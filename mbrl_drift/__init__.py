@@ -1,22 +1,34 @@
-"""mbrl_drift: how model-based RL agents fail when one of their parts breaks."""
+"""mbrl_drift: how model-based RL agents fail when one of their parts breaks.
 
-from mbrl_drift.agent import Agent, EnvSpec, get_path, set_path
-from mbrl_drift.config import AgentConfig, TrainConfig
-from mbrl_drift.train import Trainer, TrainingHooks, TrainState, make_train
-from mbrl_drift.trajectories import Trajectories
+The names below load on first use, so ``import mbrl_drift`` (and the pytest plugin) import no
+JAX until something needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Agent",
-    "AgentConfig",
-    "EnvSpec",
-    "TrainConfig",
-    "TrainState",
-    "Trainer",
-    "TrainingHooks",
-    "Trajectories",
-    "get_path",
-    "make_train",
-    "set_path",
-]
+_EXPORTS = {
+    "AgentConfig": "mbrl_drift.config",
+    "TrainConfig": "mbrl_drift.config",
+    "EnvSpec": "mbrl_drift.agents.base",
+    "get_path": "mbrl_drift.agents.base",
+    "set_path": "mbrl_drift.agents.base",
+    "PlannerAgent": "mbrl_drift.agents.mpc.agent",
+    "Trainer": "mbrl_drift.agents.base",
+    "TrainingHooks": "mbrl_drift.faults.training",
+    "TrainState": "mbrl_drift.agents.mpc.train",
+    "make_train": "mbrl_drift.train",
+    "Trajectories": "mbrl_drift.trajectories",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+  if name in _EXPORTS:
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

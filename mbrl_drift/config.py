@@ -1,4 +1,9 @@
-"""Frozen, validated configuration of the planning agent and of its training run.
+"""Frozen, validated configuration of a training run and of the planning agent.
+
+:class:`TrainConfig` holds what every run has (environment, steps, chunks, training faults, the
+base it was fine-tuned from) plus the replay-learning fields of the planner; its ``agent`` field
+is the config dataclass of the registered agent named by ``agent_kind``
+(:class:`AgentConfig` for ``"planner"``; see :mod:`mbrl_drift.agents`).
 
 Every field is static (hashable): a config is baked into the compiled ``train`` function, so two
 runs with equal configs share one compilation. Validation raises a :class:`ValueError` that names
@@ -88,7 +93,14 @@ class TrainConfig:
   Attributes:
     env: registered environment name (see ``envs.names()``).
     env_kwargs: constructor overrides of the environment, as a tuple of ``(name, value)`` pairs.
-    agent: the agent's :class:`AgentConfig`.
+    agent: the agent's config, an instance of the ``config_type`` of the agent ``agent_kind``
+      (:class:`AgentConfig` for the planner).
+    agent_kind: registered agent name (``mbrl_drift.agents.names()``). Left out of
+      :meth:`to_dict` (and so of the config hash) while it is ``"planner"``.
+    init_from: a trained run whose parameters start this one (fine-tuning; ``""`` for none).
+      Part of the run's identity; left out of :meth:`to_dict` while empty.
+    freeze: component paths or patterns kept fixed during training. Left out of
+      :meth:`to_dict` while empty.
     total_steps: environment steps per seed (summed over the parallel environments).
     num_envs: parallel environments per seed.
     buffer_size: replay capacity in environment steps per seed. A small buffer keeps the n-step
@@ -125,7 +137,10 @@ class TrainConfig:
 
   env: str = "GoalGrid-FourRooms"
   env_kwargs: tuple[tuple[str, Any], ...] = ()
-  agent: AgentConfig = AgentConfig()
+  agent: Any = AgentConfig()
+  agent_kind: str = "planner"
+  init_from: str = ""
+  freeze: tuple[str, ...] = ()
   total_steps: int = 20_000
   num_envs: int = 16
   buffer_size: int = 4_000
@@ -157,27 +172,45 @@ class TrainConfig:
   def __post_init__(self) -> None:
     import envs
 
-    if isinstance(self.training_faults, str):  # one spec; JSON, TOML and argparse give lists
-      object.__setattr__(self, "training_faults", (self.training_faults,))
-    elif isinstance(self.training_faults, list):
-      object.__setattr__(self, "training_faults", tuple(self.training_faults))
+    from mbrl_drift import agents
+
+    for name in ("training_faults", "freeze"):
+      value = getattr(self, name)
+      if isinstance(value, str):  # one entry; JSON, TOML and argparse give lists
+        object.__setattr__(self, name, (value,))
+      elif isinstance(value, list):
+        object.__setattr__(self, name, tuple(value))
 
     if self.env not in envs.names():
       raise ValueError(f"invalid config field env={self.env!r}: expected one of {envs.names()}")
-    _require(isinstance(self.agent, AgentConfig), "agent", self.agent, "an AgentConfig")
+    _require(self.agent_kind in agents.names(), "agent_kind", self.agent_kind,
+             f"one of {list(agents.names())}")
+    definition = agents.get(self.agent_kind)
+    _require(isinstance(self.agent, definition.config_type), "agent", self.agent,
+             f"a {definition.config_type.__name__} (the config of agent_kind="
+             f"{self.agent_kind!r})")
+    _require(isinstance(self.init_from, str), "init_from", self.init_from,
+             "a run directory (a string; empty for none)")
+    _require(all(isinstance(p, str) and p for p in self.freeze), "freeze", self.freeze,
+             "a tuple of component paths")
+    for name in self._unused_fields(definition.train_fields):
+      _require(getattr(self, name) == _FIELD_DEFAULTS[name], name, getattr(self, name),
+               f"its default {_FIELD_DEFAULTS[name]!r}: agent {self.agent_kind!r} does not read it")
     for name in ("total_steps", "num_envs", "buffer_size", "batch_size", "unroll_steps", "n_step",
                  "updates_per_iteration", "exploration_repeat", "num_chunks", "eval_episodes"):
       value = getattr(self, name)
       _require(isinstance(value, int) and value >= 1, name, value, "an int >= 1")
-    _require(self.learning_starts >= 0, "learning_starts", self.learning_starts, "an int >= 0")
-    _require(self.learning_starts < self.total_steps, "learning_starts", self.learning_starts,
-             f"fewer than total_steps={self.total_steps}")
     _require(self.iterations >= self.num_chunks, "total_steps", self.total_steps,
              f"at least num_envs * num_chunks = {self.num_envs * self.num_chunks}")
-    _require(self.buffer_size >= self.num_envs * (self.sequence_length + 1), "buffer_size",
-             self.buffer_size,
-             f"at least num_envs * (unroll_steps + n_step + 1) = "
-             f"{self.num_envs * (self.sequence_length + 1)}")
+    _require(self.learning_starts >= 0, "learning_starts", self.learning_starts, "an int >= 0")
+    if "learning_starts" not in self._unused_fields(definition.train_fields):
+      _require(self.learning_starts < self.total_steps, "learning_starts", self.learning_starts,
+               f"fewer than total_steps={self.total_steps}")
+    if "buffer_size" not in self._unused_fields(definition.train_fields):
+      _require(self.buffer_size >= self.num_envs * (self.sequence_length + 1), "buffer_size",
+               self.buffer_size,
+               f"at least num_envs * (unroll_steps + n_step + 1) = "
+               f"{self.num_envs * (self.sequence_length + 1)}")
     for name in ("epsilon_start", "epsilon_end", "epsilon_decay_fraction", "target_tau", "rho",
                  "final_lr_fraction"):
       value = getattr(self, name)
@@ -190,6 +223,14 @@ class TrainConfig:
       value = getattr(self, name)
       _require(value >= 0, name, value, "a float >= 0")
     self._check_training_faults()
+
+  @staticmethod
+  def _unused_fields(train_fields: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The fields an agent whose ``AgentDef.train_fields`` is ``train_fields`` does not read."""
+    if train_fields is None:
+      return ()
+    return tuple(name for name in _TRAIN_FIELD_NAMES
+                 if name not in train_fields and name not in _COMMON_FIELDS)
 
   def _check_training_faults(self) -> None:
     _require(isinstance(self.training_faults, tuple)
@@ -245,17 +286,26 @@ class TrainConfig:
     out = dataclasses.asdict(self)
     out["env_kwargs"] = [list(pair) for pair in self.env_kwargs]
     out["training_faults"] = list(self.training_faults)
+    out["freeze"] = list(self.freeze)
     # Fields added after runs were first stored are left out at their defaults, so that the
     # dicts and hashes of configs that do not use them stay as they always were.
     for name in _LATER_FIELDS:
       if getattr(self, name) == _FIELD_DEFAULTS[name]:
         del out[name]
+    from mbrl_drift import agents
+
+    # An agent's identity holds only the fields it reads.
+    for name in self._unused_fields(agents.get(self.agent_kind).train_fields):
+      out.pop(name, None)
     return out
 
   @classmethod
   def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    from mbrl_drift import agents
+
     data = dict(data)
-    agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    agent_type = agents.get(data.get("agent_kind", "planner")).config_type
+    agent_fields = {f.name for f in dataclasses.fields(agent_type)}
     train_fields = {f.name for f in dataclasses.fields(cls)}
     agent_data = data.pop("agent", {}) or {}
     unknown = set(agent_data) - agent_fields
@@ -268,9 +318,10 @@ class TrainConfig:
                        f"{sorted(train_fields)}")
     if "env_kwargs" in data:
       data["env_kwargs"] = tuple(tuple(pair) for pair in data["env_kwargs"])
-    if isinstance(data.get("training_faults"), list):
-      data["training_faults"] = tuple(data["training_faults"])
-    return cls(agent=AgentConfig(**agent_data), **data)
+    for name in ("training_faults", "freeze"):
+      if isinstance(data.get(name), list):
+        data[name] = tuple(data[name])
+    return cls(agent=agent_type(**agent_data), **data)
 
   def config_hash(self) -> str:
     """A short stable hash identifying this configuration."""
@@ -278,8 +329,12 @@ class TrainConfig:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-_LATER_FIELDS = ("training_faults", "final_lr_fraction")
+_LATER_FIELDS = ("training_faults", "final_lr_fraction", "agent_kind", "init_from", "freeze")
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_TRAIN_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
+#: Fields every agent's run has (an AgentDef's ``train_fields`` need not list them).
+_COMMON_FIELDS = ("env", "env_kwargs", "agent", "agent_kind", "init_from", "freeze",
+                  "total_steps", "num_envs", "num_chunks", "eval_episodes", "training_faults")
 
 
 def replace(config: Any, **changes: Any) -> Any:

@@ -515,3 +515,29 @@ def reset_optimizer_state(inner: optax.GradientTransformation, *, start_step: in
                                    inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class TrainingHooks(NamedTuple):
+  """Training-time faults, hooked into an agent's update step (identity by default).
+
+  Every fault is gated by the run's environment-step counter (see :mod:`mbrl_drift.faults`), so
+  it can start mid-run, be transient or permanent, and cost no recompilation.
+
+  Attributes:
+    reward_faults: :class:`~mbrl_drift.faults.RewardFault` s; each corrupts the sampled rewards
+      seen by the losses its ``target`` addresses (``"world_model/reward"``, ``"value"`` or
+      ``"*"``). Swap faults receive the other goals' rewards on goal environments.
+    target_faults: :class:`~mbrl_drift.faults.TargetFault` s on the n-step value targets.
+    gradient_transforms: optax transforms over the whole-agent gradient tree, applied before the
+      per-component optimisers (e.g. ``faults.gradient_noise(0.1, target="value")``).
+    update_transforms: optax transforms over the whole-agent update tree, applied after the
+      optimisers (``faults.freeze(target="world_model/*")``, ``faults.lr_spike(10, ...)``).
+    optimizer_resets: ``(component path, step, severity)``: re-initialise that component's
+      optimiser state at that environment step.
+  """
+
+  reward_faults: tuple[Any, ...] = ()
+  target_faults: tuple[Any, ...] = ()
+  gradient_transforms: tuple[optax.GradientTransformation, ...] = ()
+  update_transforms: tuple[optax.GradientTransformation, ...] = ()
+  optimizer_resets: tuple[tuple[str, int, float], ...] = ()

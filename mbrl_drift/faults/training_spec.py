@@ -48,6 +48,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable
 
 from mbrl_drift.faults import training
+from mbrl_drift.faults.training import TrainingHooks
 from mbrl_drift.faults.paths import pattern_matches_path
 from mbrl_drift.faults.spec import (
     REQUIRED,
@@ -60,8 +61,6 @@ from mbrl_drift.faults.spec import (
     split_top_level,
 )
 
-if TYPE_CHECKING:
-  from mbrl_drift.train import TrainingHooks
 
 # Kinds of training-time fault: where their hook goes.
 REWARD, TARGET, GRADIENT, UPDATE, RESET = "reward", "target", "gradient", "update", "reset"
@@ -75,7 +74,7 @@ class _Entry:
   kind: str
   doc: str
   params: tuple[ParamInfo, ...]
-  build: Callable[..., "TrainingHooks"]
+  build: Callable[..., TrainingHooks]
 
 
 def _window(severity_doc: str = "strength; 0 is the identity") -> tuple[ParamInfo, ...]:
@@ -84,24 +83,21 @@ def _window(severity_doc: str = "strength; 0 is the identity") -> tuple[ParamInf
           ParamInfo("severity", "float", 1.0, severity_doc))
 
 
-def _hooks(**fields: Any) -> "TrainingHooks":
-  # Imported here: mbrl_drift.train imports mbrl_drift.faults.
-  from mbrl_drift.train import TrainingHooks
-
+def _hooks(**fields: Any) -> TrainingHooks:
   return TrainingHooks(**fields)
 
 
 def _signal(factory: Callable[..., Any], field: str,
-            positional: tuple[str, ...] = ()) -> Callable[..., "TrainingHooks"]:
+            positional: tuple[str, ...] = ()) -> Callable[..., TrainingHooks]:
 
-  def build(target: str, **kwargs: Any) -> "TrainingHooks":
+  def build(target: str, **kwargs: Any) -> TrainingHooks:
     args = [kwargs.pop(name) for name in positional]
     return _hooks(**{field: (factory(*args, target=target, **kwargs),)})
 
   return build
 
 
-def _build_reset(target: str, *, start_step: int, severity: float) -> "TrainingHooks":
+def _build_reset(target: str, *, start_step: int, severity: float) -> TrainingHooks:
   if start_step < 0:
     raise ValueError(f"optimizer_reset: start_step must be >= 0, got {start_step}")
   if severity < 0:
@@ -245,7 +241,7 @@ def _unknown_fault(name: str, context: str) -> ValueError:
                     f"faults: {', '.join(_REGISTRY)}")
 
 
-def _parse_one(text: str) -> "TrainingHooks":
+def _parse_one(text: str) -> TrainingHooks:
   target, name, arguments = split_fault(text, example="value:target_noise(scale=0.5)")
   context = text.strip()
   if name not in _REGISTRY:
@@ -259,7 +255,7 @@ def _parse_one(text: str) -> "TrainingHooks":
     raise ValueError(f"{error} in {context!r}") from None
 
 
-def parse_training_fault_spec(spec: str) -> "TrainingHooks":
+def parse_training_fault_spec(spec: str) -> TrainingHooks:
   """Parses a training-time fault spec (grammar in the module docstring) into hooks.
 
   Args:
@@ -280,7 +276,7 @@ def parse_training_fault_spec(spec: str) -> "TrainingHooks":
   return combine_hooks(*(_parse_one(part) for part in split_top_level(spec, ";", spec)))
 
 
-def combine_hooks(*hooks: "TrainingHooks") -> "TrainingHooks":
+def combine_hooks(*hooks: TrainingHooks) -> TrainingHooks:
   """All the faults of several hooks in one, in the order given.
 
   Gradient and update transforms are chained in that order; signal faults apply one after the

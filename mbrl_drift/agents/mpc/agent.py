@@ -1,6 +1,6 @@
 """The planning agent: world model and value function as separate, path-addressed components.
 
-Parameters are one nested dict whose top-level keys name components (DESIGN.md)::
+Parameters are one nested dict whose top-level keys name components (docs/design.md)::
 
   {"world_model": {"encoder", "dynamics", "reward", "termination"[, "decoder"]},
    "value": ...[, "actor": ...]}
@@ -13,78 +13,24 @@ over the learned latent dynamics with the value as terminal bootstrap.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-import envs
+from mbrl_drift.agents.base import (ActOut, Component, EnvSpec, EvalArgs, EvalAxes, OutputHook,
+                                    Params, get_path, init_components)
 from mbrl_drift.config import AgentConfig
 from mbrl_drift.networks import mlp_pair
 
-Params = dict[str, Any]
-#: ``hook(component_path, output) -> output``: applied to every component output (activation faults).
-OutputHook = Callable[[str, jax.Array], jax.Array]
-
-
-class Component(NamedTuple):
-  """An ``(init, apply)`` pair over one parameter subtree."""
-
-  init: Callable[[jax.Array], Params]
-  apply: Callable[..., jax.Array]
-
+#: The planner's action-selection rules (``EvalArgs.selection`` indexes them).
+SELECTIONS = ("greedy", "epsilon", "boltzmann")
 
 @dataclasses.dataclass(frozen=True)
-class EnvSpec:
-  """What the agent needs to know about an environment's spaces.
-
-  Attributes:
-    obs_dim: flat observation size.
-    action_dim: number of discrete actions, or the continuous action dimension.
-    discrete: whether actions are discrete.
-    action_low, action_high: bounds of continuous actions (the agent plans in ``[-1, 1]``).
-  """
-
-  obs_dim: int
-  action_dim: int
-  discrete: bool
-  action_low: tuple[float, ...] = ()
-  action_high: tuple[float, ...] = ()
-
-  @classmethod
-  def from_env(cls, env: envs.Environment, env_params: Any) -> "EnvSpec":
-    obs_space = env.observation_space(env_params)
-    action_space = env.action_space(env_params)
-    obs_dim = int(np.prod(obs_space.shape))
-    if isinstance(action_space, envs.Discrete):
-      return cls(obs_dim=obs_dim, action_dim=int(action_space.n), discrete=True)
-    shape = tuple(action_space.shape)
-    low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).ravel()
-    high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).ravel()
-    return cls(obs_dim=obs_dim, action_dim=int(np.prod(shape)), discrete=False,
-               action_low=tuple(float(x) for x in low), action_high=tuple(float(x) for x in high))
-
-
-def get_path(params: Params, path: str) -> Any:
-  """The subtree of ``params`` at ``path`` (``"world_model/dynamics"``)."""
-  node = params
-  for part in path.split("/"):
-    node = node[part]
-  return node
-
-
-def set_path(params: Params, path: str, value: Any) -> Params:
-  """A copy of ``params`` with ``value`` at ``path`` (created if absent; the input is unchanged)."""
-  head, *rest = path.split("/")
-  if not rest:
-    return {**params, head: value}
-  return {**params, head: set_path(params.get(head, {}), "/".join(rest), value)}
-
-
-@dataclasses.dataclass(frozen=True)
-class Agent:
+class PlannerAgent:
   """A model-based planning agent (static: hashable, safe to close over in jitted code).
+
+  Implements :class:`mbrl_drift.agents.base.Agent`; its depth axis is the planning horizon and
+  its selection rules are greedy, epsilon-greedy and Boltzmann over plan scores.
 
   Attributes:
     config: architecture and planner settings.
@@ -126,12 +72,26 @@ class Agent:
 
   def init(self, key: jax.Array) -> Params:
     """Initial parameters: a nested dict with one subtree per component path."""
-    params: Params = {}
-    components = self.components
-    for subkey, (path, component) in zip(jax.random.split(key, len(components)),
-                                          components.items()):
-      params = set_path(params, path, component.init(subkey))
-    return params
+    return init_components(self.components, key)
+
+  @property
+  def gamma(self) -> float:
+    return self.config.gamma
+
+  @property
+  def eval_axes(self) -> EvalAxes:
+    return EvalAxes(selections=SELECTIONS, depth_name="horizon",
+                    depth_default=self.config.horizon, depth_max=self.config.max_horizon)
+
+  def act(self, params: Params, key: jax.Array, obs: jax.Array, args: EvalArgs) -> ActOut:
+    """Plans from ``obs [obs_dim]`` at horizon ``args.depth`` and selects an action."""
+    from mbrl_drift.agents.mpc import planner
+
+    temperature = jnp.where(args.temperature > 0, args.temperature,
+                            self.config.boltzmann_temperature)
+    plan = planner.act(self, params, key, obs, args.depth, args.selection, args.epsilon,
+                       temperature)
+    return ActOut(action=plan.action, action_probs=plan.action_probs, nonfinite=plan.nonfinite)
 
   def _apply(self, path: str, params: Params, x: jax.Array) -> jax.Array:
     out = self.components[path].apply(get_path(params, path), x)
@@ -177,21 +137,17 @@ class Agent:
 
   def to_env_action(self, action: jax.Array) -> jax.Array:
     """Planner action -> environment action (rescales continuous ``[-1, 1]`` to the bounds)."""
-    if self.spec.discrete:
-      return action.astype(jnp.int32)
-    low = jnp.asarray(self.spec.action_low, jnp.float32)
-    high = jnp.asarray(self.spec.action_high, jnp.float32)
-    return low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+    return self.spec.to_env_action(action)
 
   def from_env_action(self, env_action: jax.Array) -> jax.Array:
     """Environment action -> planner action (inverse of :meth:`to_env_action`)."""
-    if self.spec.discrete:
-      return env_action.astype(jnp.int32)
-    low = jnp.asarray(self.spec.action_low, jnp.float32)
-    high = jnp.asarray(self.spec.action_high, jnp.float32)
-    return 2.0 * (jnp.reshape(env_action, low.shape) - low) / (high - low) - 1.0
+    return self.spec.from_env_action(env_action)
 
-  def with_max_horizon(self, max_horizon: int) -> "Agent":
+  def for_depth(self, max_depth: int) -> "PlannerAgent":
+    """The same agent compiled for horizons up to ``max_depth`` (see :meth:`with_max_horizon`)."""
+    return self.with_max_horizon(max_depth)
+
+  def with_max_horizon(self, max_horizon: int) -> "PlannerAgent":
     """The same agent whose planner is compiled for horizons up to ``max_horizon`` only.
 
     The exhaustive planner builds its tree to ``max_horizon`` whatever horizon is asked for, so
@@ -201,7 +157,7 @@ class Agent:
     return dataclasses.replace(self, config=dataclasses.replace(
         self.config, max_horizon=max_horizon, horizon=min(self.config.horizon, max_horizon)))
 
-  def with_output_hook(self, hook: OutputHook | None) -> "Agent":
+  def with_output_hook(self, hook: OutputHook | None) -> "PlannerAgent":
     """The same agent whose component outputs pass through ``hook`` (activation faults)."""
     return dataclasses.replace(self, output_hook=hook)
 

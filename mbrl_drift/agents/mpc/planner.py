@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mbrl_drift.agent import Agent, Params
+from mbrl_drift.agents.base import Params
+from mbrl_drift.agents.mpc.agent import PlannerAgent as Agent
 
 GREEDY, EPSILON, BOLTZMANN = 0, 1, 2
 SELECTION_MODES = {"greedy": GREEDY, "epsilon": EPSILON, "boltzmann": BOLTZMANN}
@@ -46,12 +47,15 @@ class PlanResult(NamedTuple):
     planner_action: the action in planner space (int32 ``[]`` or ``[-1, 1]^d``).
     scores: ``[A]`` score of each first action (discrete) or ``[num_elites]`` elite scores.
     nonfinite: bool ``[]``, True when the planner met a non-finite score.
+    action_probs: ``[A]`` the probability the selection rule gave each discrete action (greedy:
+      ties share the mass), ``None`` for continuous actions.
   """
 
   action: jax.Array
   planner_action: jax.Array
   scores: jax.Array
   nonfinite: jax.Array
+  action_probs: jax.Array | None = None
 
 
 def sequence_returns(agent: Agent, params: Params, z0: jax.Array, action_inputs: jax.Array
@@ -200,6 +204,12 @@ def act(agent: Agent, params: Params, key: jax.Array, obs: jax.Array, horizon: j
     action = jnp.select([mode == EPSILON, mode == BOLTZMANN], [epsilon_action, boltzmann], greedy)
     action = action.astype(jnp.int32)
     nonfinite = ~jnp.all(finite) | nonfinite_latent
+    uniform_probs = jnp.full((num_actions,), 1.0 / num_actions)
+    best = finite & (scores >= jnp.max(jnp.where(finite, scores, -jnp.inf)))
+    greedy_probs = jnp.where(any_finite, best / jnp.maximum(jnp.sum(best), 1), uniform_probs)
+    epsilon_probs = (1.0 - epsilon) * greedy_probs + epsilon * uniform_probs
+    action_probs = jnp.select([mode == EPSILON, mode == BOLTZMANN],
+                              [epsilon_probs, jax.nn.softmax(logits)], greedy_probs)
   else:
     mean_action, elite_actions, elite_scores = cem_plan(agent, params, key_plan, z0, horizon)
     finite = jnp.isfinite(elite_scores)
@@ -216,5 +226,6 @@ def act(agent: Agent, params: Params, key: jax.Array, obs: jax.Array, horizon: j
     action = jnp.select([mode == EPSILON, mode == BOLTZMANN], [epsilon_action, boltzmann], greedy)
     scores = elite_scores
     nonfinite = ~jnp.all(finite) | nonfinite_latent | ~jnp.all(jnp.isfinite(mean_action))
+    action_probs = None
   return PlanResult(action=agent.to_env_action(action), planner_action=action, scores=scores,
-                    nonfinite=nonfinite)
+                    nonfinite=nonfinite, action_probs=action_probs)
