@@ -56,10 +56,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import envs  # noqa: E402  (after the path fix, so the script runs from a checkout)
 from mbrl_drift import buffer as replay  # noqa: E402
-from mbrl_drift.agent import get_path, set_path  # noqa: E402
+from mbrl_drift.agents.base import get_path, set_path  # noqa: E402
 from mbrl_drift.config import TrainConfig  # noqa: E402
-from mbrl_drift.planner import EPSILON, act  # noqa: E402
-from mbrl_drift.train import (Trainer, component_optimiser, make_train,  # noqa: E402
+from mbrl_drift.agents.mpc.planner import EPSILON, act  # noqa: E402
+from mbrl_drift.agents.mpc.train import (Trainer, component_optimiser, make_train,  # noqa: E402
                               n_step_targets)
 
 ENV_NAME = "GoalGrid-FourRooms"

@@ -48,7 +48,8 @@ from bench_agent import ENV_NAME, bench_config, machine_description, timed  # no
 from mbrl_drift import faults as faults_lib  # noqa: E402
 from mbrl_drift.evaluate import evaluate, outcome_summary  # noqa: E402
 from mbrl_drift.fault_evaluation import evaluate_conditions, parse_faults  # noqa: E402
-from mbrl_drift.planner import SELECTION_MODES  # noqa: E402
+from mbrl_drift.agents.base import EvalArgs  # noqa: E402
+from mbrl_drift.agents.mpc.planner import SELECTION_MODES  # noqa: E402
 from mbrl_drift.runs import TrainedRun, load_run, train_run  # noqa: E402
 from mbrl_drift.trajectories import Trajectories  # noqa: E402
 
@@ -109,7 +110,7 @@ def make_condition_fn(run: TrainedRun, num_episodes: int) -> Callable[..., Any]:
     branches = [lambda p, f=f: f(key_fault, p, severity) for f in faults]
     seed_params = jax.lax.switch(fault_index, branches, seed_params)
     trajectories = evaluate(agent, seed_params, env, env_params, key_eval, num_episodes,
-                            horizon=horizon, mode=mode, epsilon=epsilon, temperature=temperature,
+                            EvalArgs(horizon, mode, epsilon, temperature),
                             max_steps=max_steps, record_obs=False)
     return trajectories, faults_lib.count_nonfinite(seed_params)
 

@@ -1,9 +1,10 @@
-"""Command-line interface: ``mbrl-drift {train,envs,faults,evaluate,sweep,report} ...``.
+"""Command-line interface: ``mbrl-drift {train,agents,envs,faults,evaluate,sweep,report} ...``.
 
-Every field of :class:`~mbrl_drift.config.TrainConfig` is a flag of ``train``
-(``--batch-size 64``; ``training_faults`` is the repeatable ``--train-fault SPEC``), and every
-field of the agent config is an ``--agent-`` flag (``--agent-horizon 3``). Input errors print
-one line and exit with status 2; set ``MBRL_DRIFT_DEBUG=1`` for the full traceback.
+``--agent NAME`` picks a registered agent (``mbrl-drift agents`` lists them). Every field of
+:class:`~mbrl_drift.config.TrainConfig` is a flag of ``train`` (``--batch-size 64``;
+``training_faults`` is the repeatable ``--train-fault SPEC``), and every field of the chosen
+agent's config is an ``--agent-`` flag (``--agent-horizon 3``). Input errors print one line and
+exit with status 2; set ``MBRL_DRIFT_DEBUG=1`` for the full traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import sys
 from typing import Any, Sequence
 
-from mbrl_drift.config import AgentConfig, TrainConfig
+from mbrl_drift import agents
+from mbrl_drift.config import TrainConfig
 
 
 def _parse_bool(text: str) -> bool:
@@ -28,11 +30,11 @@ def _parse_bool(text: str) -> bool:
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls: type, prefix: str,
                       skip: set[str]) -> None:
-  defaults = cls()
-  for field in dataclasses.fields(cls):
-    if field.name in skip:
+  for field in dataclasses.fields(cls):  # defaults read off the fields: validation imports JAX
+    if field.name in skip or field.default is dataclasses.MISSING:
       continue
-    default = getattr(defaults, field.name)
+    skip.add(field.name)  # one flag per name, also across several agents' configs
+    default = field.default
     kind = {bool: _parse_bool, int: int, float: float, str: str}.get(type(default))
     if kind is None:
       continue
@@ -61,12 +63,23 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
   from mbrl_drift.presets import starting_config
 
   values = vars(args)
-  agent = {f.name: values[f"agent_{f.name}"] for f in dataclasses.fields(AgentConfig)
-           if values.get(f"agent_{f.name}") is not None}
+  definition = agents.get(args.agent)
+  own_fields = {f.name for f in dataclasses.fields(definition.config_type)}
+  given = {name[len("agent_"):]: value for name, value in values.items()
+           if name.startswith("agent_") and value is not None}
+  foreign = sorted(set(given) - own_fields)
+  if foreign:
+    raise ValueError(f"--agent-{foreign[0].replace('_', '-')} is not a setting of the "
+                     f"{args.agent!r} agent; its settings: "
+                     f"{', '.join('--agent-' + n.replace('_', '-') for n in sorted(own_fields))}")
   train = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
-           if f.name not in ("agent", "env_kwargs") and values.get(f.name) is not None}
-  base = starting_config(train.get("env", TrainConfig.env), use_preset=not args.no_preset)
-  return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **agent),
+           if f.name not in ("agent", "env_kwargs", "agent_kind")
+           and values.get(f.name) is not None}
+  base = starting_config(train.get("env", TrainConfig.env), use_preset=not args.no_preset,
+                         agent_kind=args.agent)
+  if args.freeze:
+    train["freeze"] = tuple(p.strip() for p in args.freeze.split(",") if p.strip())
+  return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **given),
                              env_kwargs=tuple(args.env_arg or base.env_kwargs), **train)
 
 
@@ -87,11 +100,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
   enable_compilation_cache()
   config = _config_from_args(args)
-  freeze = tuple(p.strip() for p in (args.freeze or "").split(",") if p.strip())
   summary = train_run(config, num_seeds=args.seeds, out_dir=args.out, seed=args.seed,
-                      resume=args.resume, progress=not args.quiet, log=print,
-                      init_from=args.init_from, freeze=freeze)
+                      resume=args.resume, progress=not args.quiet, log=print)
   print(_format_summary(summary))
+  return 0
+
+
+def _cmd_agents(args: argparse.Namespace) -> int:
+  for name in agents.names():
+    definition = agents.get(name)
+    print(f"{name:<10} {definition.description}")
   return 0
 
 
@@ -311,10 +329,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="mbrl-drift",
-      description="Train planning agents, break their components, and measure how they fail.")
+      description="Train agents, break their components, and measure how they fail.")
   commands = parser.add_subparsers(dest="command", required=True)
 
-  train = commands.add_parser("train", help="train a planning agent (many seeds at once)")
+  train = commands.add_parser("train", help="train an agent (many seeds at once)")
+  train.add_argument("--agent", default="planner", choices=agents.names(),
+                     help="the agent to train (default: planner; see `mbrl-drift agents`)")
   train.add_argument("--seeds", type=int, default=4, help="seeds trained together (default 4)")
   train.add_argument("--steps", type=int, default=None, dest="total_steps",
                      help="environment steps per seed (same as --total-steps)")
@@ -334,11 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--train-fault", action="append", dest="training_faults", metavar="SPEC",
                      help="training-time fault spec, repeatable (see `mbrl-drift faults`), e.g. "
                           "'value:target_noise(scale=0.5, start_step=2000)'")
-  _add_config_flags(train, TrainConfig, "", skip={"agent", "env_kwargs", "total_steps"})
+  _add_config_flags(train, TrainConfig, "",
+                    skip={"agent", "env_kwargs", "total_steps", "agent_kind", "init_from"})
   train.add_argument("--total-steps", type=int, default=None, dest="total_steps",
                      help="environment steps per seed")
-  _add_config_flags(train, AgentConfig, "agent-", skip=set())
+  agent_flags: set[str] = set()
+  for name in agents.names():
+    _add_config_flags(train, agents.get(name).config_type, "agent-", skip=agent_flags)
   train.set_defaults(handler=_cmd_train)
+
+  agents_cmd = commands.add_parser("agents", help="list the registered agents")
+  agents_cmd.set_defaults(handler=_cmd_agents)
 
   envs_cmd = commands.add_parser("envs", help="list the registered environments")
   envs_cmd.set_defaults(handler=_cmd_envs)

@@ -1,7 +1,8 @@
-"""Evaluation of a (possibly faulted) planning agent: episodes in, :class:`Trajectories` out.
+"""Evaluation of a (possibly faulted) agent of any kind: episodes in, :class:`Trajectories` out.
 
-``evaluate`` is pure and vmappable over ``params``, ``key``, ``horizon`` and ``mode``, so every
-(fault x severity x seed x horizon) condition of a sweep can run in one compiled call.
+``evaluate`` is pure and vmappable over ``params``, ``key`` and the evaluation arguments, so
+every (fault x severity x seed x depth x selection) condition of a sweep can run in one compiled
+call. It uses only the agent interface (:meth:`mbrl_drift.agents.base.Agent.act`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import envs
-from mbrl_drift.agent import Agent, Params
-from mbrl_drift.planner import GREEDY, act
+from mbrl_drift.agents.base import Agent, EvalArgs, Params, eval_args
 from mbrl_drift.trajectories import Trajectories
 
 
@@ -23,11 +23,9 @@ def episode_limit(env_params: Any) -> int:
 
 
 def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: Any,
-             key: jax.Array, num_episodes: int, horizon: jax.Array | int | None = None,
-             mode: jax.Array | int = GREEDY, epsilon: jax.Array | float = 0.0,
-             temperature: jax.Array | float | None = None, max_steps: int | None = None,
-             record_obs: bool = True) -> Trajectories:
-  """Runs ``num_episodes`` independent episodes of the planning agent.
+             key: jax.Array, num_episodes: int, args: EvalArgs | None = None,
+             max_steps: int | None = None, record_obs: bool = True) -> Trajectories:
+  """Runs ``num_episodes`` independent episodes of an agent's evaluation policy.
 
   Each episode starts from ``env.reset`` (random starts where the env params ask for them) and
   runs until it ends or ``max_steps`` steps pass; later steps are padding.
@@ -39,10 +37,8 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
     env_params: its parameters (traced; vmappable).
     key: PRNG key.
     num_episodes: ``N``, static.
-    horizon: planning horizon, int ``[]`` (``agent.config.horizon`` when ``None``).
-    mode: action selection, ``GREEDY`` / ``EPSILON`` / ``BOLTZMANN`` (int ``[]``).
-    epsilon: exploration rate of ``EPSILON`` mode.
-    temperature: Boltzmann temperature (agent default when ``None``).
+    args: :class:`~mbrl_drift.agents.base.EvalArgs` (traced): depth, selection rule, epsilon,
+      temperature. Default: the agent's training depth and its first (greedy) selection.
     max_steps: ``T``, static episode cap; ``env_params.max_steps`` when ``None`` (which then
       must be concrete).
     record_obs: keep every observation; when False ``obs`` holds the first one only,
@@ -51,15 +47,15 @@ def evaluate(agent: Agent, params: Params, env: envs.Environment, env_params: An
   Returns:
     :class:`Trajectories` with ``N`` episodes of ``T`` steps.
   """
-  if horizon is None:
-    horizon = agent.config.horizon
+  if args is None:
+    args = eval_args(depth=agent.eval_axes.depth_default)
   if max_steps is None:
     max_steps = episode_limit(env_params)
 
-  def policy(key_plan: jax.Array, obs: jax.Array, state: Any) -> tuple[jax.Array, jax.Array]:
+  def policy(key_act: jax.Array, obs: jax.Array, state: Any) -> tuple[jax.Array, jax.Array]:
     del state
-    plan = act(agent, params, key_plan, obs, horizon, mode, epsilon, temperature)
-    return plan.action, plan.nonfinite
+    out = agent.act(params, key_act, obs, args)
+    return out.action, out.nonfinite
 
   return run_episodes(key, env, env_params, policy, num_episodes, max_steps, record_obs)
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from mbrl_drift import faults as faults_lib
 from mbrl_drift import metrics as metrics_lib
+from mbrl_drift.agents.base import EvalArgs
 from mbrl_drift.evaluate import evaluate, outcome_summary
-from mbrl_drift.planner import SELECTION_MODES
 from mbrl_drift.runs import TrainedRun, load_run
 from mbrl_drift.trajectories import Trajectories
 
@@ -32,14 +32,15 @@ AnyFault = Any  # faults.Fault | faults.ActivationFault | None (intact)
 class ConditionResults:
   """Outcomes of a grid of conditions.
 
-  Axes of every array: ``[F, S, H, P, seeds, ...]`` for faults, severities, horizons, policies
-  and seeds.
+  Axes of every array: ``[F, S, H, P, seeds, ...]`` for faults, severities, planning depths
+  (horizons), action selections (policies) and seeds.
 
   Attributes:
     fault_labels: ``F`` fault specs (``"intact"`` for no fault).
     severities: ``[S]``, or ``[F, S]`` when every fault has its own row.
     severity_table: ``[F, S]`` the severity of every (fault, severity index).
-    horizons: ``[H]``.
+    horizons: ``[H]`` planning depths on the agent's depth axis (``[0]`` for an agent without
+      one; its rows then carry ``"horizon": None``).
     policies: ``P`` action-selection names.
     trajectories: :class:`Trajectories` without observations, ``[F, S, H, P, seeds, N, ...]``.
     nonfinite_params: ``[F, S, H, P, seeds]`` count of non-finite parameters after the fault.
@@ -56,6 +57,7 @@ class ConditionResults:
   nonfinite_params: np.ndarray
   intended_goal: int
   num_goals: int
+  has_depth: bool = True
 
   def outcomes(self) -> dict[str, np.ndarray]:
     """Flat ``"outcome/..."`` dict of ``[F, S, H, P, seeds]`` arrays (see ``outcome_summary``)."""
@@ -86,7 +88,8 @@ class ConditionResults:
     for f, s, h, p in conditions:
       row: dict[str, Any] = {"fault": self.fault_labels[f],
                              "severity": float(self.severity_table[f, s]),
-                             "horizon": int(self.horizons[h]), "policy": self.policies[p]}
+                             "horizon": int(self.horizons[h]) if self.has_depth else None,
+                             "policy": self.policies[p]}
       for name, value in outcomes.items():
         per_seed = value[f, s, h, p]
         row[name] = float(np.mean(per_seed))
@@ -106,8 +109,8 @@ class ConditionResults:
         row["label"] = label.label
         row["label_reasons"] = list(label.reasons)
       rows.append(row)
-    rows.sort(key=lambda r: (self.fault_labels.index(r["fault"]), r["severity"], r["horizon"],
-                             self.policies.index(r["policy"])))
+    rows.sort(key=lambda r: (self.fault_labels.index(r["fault"]), r["severity"],
+                             r["horizon"] or 0, self.policies.index(r["policy"])))
     return rows
 
 
@@ -190,12 +193,14 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
     faults: weight or activation faults; ``None`` stands for the intact agent.
     severities: ``[S]`` severities shared by every fault (0 is the identity for every fault),
       or ``[F, S]``, one row per fault (e.g. each fault's matched-damage severity).
-    horizons: planning horizons (default: the agent's training horizon).
-    policies: action selections, ``"greedy"``, ``"epsilon"`` or ``"boltzmann"``.
+    horizons: planning depths on the agent's depth axis (default: its training depth; ignored
+      by agents without one).
+    policies: action selections among the agent's ``eval_axes.selections`` (the planner:
+      ``"greedy"``, ``"epsilon"``, ``"boltzmann"``; a policy agent: ``"greedy"``, ``"sample"``).
     num_episodes: episodes per condition and seed.
     key: PRNG key (default ``key(0)``).
     epsilon: exploration rate of ``"epsilon"``.
-    temperature: Boltzmann temperature (agent default when ``None``).
+    temperature: temperature of stochastic selection (agent default when ``None``).
     fault_labels: display names (default: each fault's spec).
     batch_size: conditions vmapped together inside the compiled loop (1 is fastest on CPU;
       raise it on accelerators).
@@ -207,21 +212,21 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
     :class:`ConditionResults`.
   """
   agent, env, env_params = run.trainer.agent, run.trainer.env, run.trainer.env_params
-  horizons = [agent.config.horizon] if horizons is None else list(horizons)
-  for horizon in horizons:
-    if not 1 <= int(horizon) <= agent.config.max_horizon:
-      raise ValueError(f"horizon {horizon} is outside [1, {agent.config.max_horizon}] "
-                       f"(the run's agent.max_horizon)")
-  unknown = [p for p in policies if p not in SELECTION_MODES]
-  if unknown:
-    raise ValueError(f"unknown policy {unknown[0]!r}; choose from {list(SELECTION_MODES)}")
+  axes = agent.eval_axes
+  if axes.depth_name is None:
+    horizons = [0]
+  else:
+    horizons = [axes.depth_default] if horizons is None else [int(h) for h in horizons]
+    for horizon in horizons:
+      axes.check_depth(horizon)
+  selections = [axes.selection_index(p) for p in policies]
   faults = list(faults)
   if fault_labels is None:
     fault_labels = ["intact" if f is None else f.spec for f in faults]
   key = jax.random.key(0) if key is None else key
   num_seeds = run.num_seeds
   max_steps = int(env_params.max_steps)
-  agent = agent.with_max_horizon(max(int(h) for h in horizons))
+  agent = agent.for_depth(max(horizons))
   severity_table = np.asarray(severities, np.float32)
   if severity_table.ndim == 1:
     severity_table = np.broadcast_to(severity_table, (len(faults), severity_table.shape[0]))
@@ -235,12 +240,11 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
                                          range(len(horizons)), range(len(policies)),
                                          range(num_seeds))), np.int32)
   if temperature is None:
-    temperature = agent.config.boltzmann_temperature
+    temperature = 0.0  # the agent's own default
   trajectories, nonfinite = _evaluate_grid(
       faults, run.params, env_params, jnp.asarray(grid), jnp.asarray(severity_table),
       jnp.asarray(fault_ids, jnp.int32),
-      jnp.asarray(horizons, jnp.int32),
-      jnp.asarray([SELECTION_MODES[p] for p in policies], jnp.int32), key,
+      jnp.asarray(horizons, jnp.int32), jnp.asarray(selections, jnp.int32), key,
       jnp.float32(epsilon), jnp.float32(temperature), agent=agent, env=env,
       num_episodes=num_episodes, max_steps=max_steps, batch_size=batch_size)
   shape = (len(faults), severity_table.shape[1], len(horizons), len(policies), num_seeds)
@@ -250,7 +254,8 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
       severity_table=np.array(severity_table),
       horizons=np.asarray(horizons, np.int32), policies=tuple(policies),
       trajectories=trajectories, nonfinite_params=np.asarray(nonfinite).reshape(shape),
-      intended_goal=_intended_goal(env_params), num_goals=int(getattr(env, "num_goals", 0)))
+      intended_goal=_intended_goal(env_params), num_goals=int(getattr(env, "num_goals", 0)),
+      has_depth=axes.depth_name is not None)
 
 
 @functools.partial(jax.jit, static_argnames=("agent", "env", "num_episodes", "max_steps",
@@ -291,10 +296,10 @@ def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: j
                     for f in activation_faults]
         return jax.lax.switch(fault_index, branches, output)
       faulted_agent = agent.with_output_hook(hook)
+    args = EvalArgs(depth=horizons[horizon_index], selection=modes[policy_index],
+                    epsilon=epsilon, temperature=temperature)
     trajectories = evaluate(faulted_agent, seed_params, env, env_params, key_eval, num_episodes,
-                            horizon=horizons[horizon_index], mode=modes[policy_index],
-                            epsilon=epsilon, temperature=temperature, max_steps=max_steps,
-                            record_obs=False)
+                            args, max_steps=max_steps, record_obs=False)
     return trajectories, faults_lib.count_nonfinite(seed_params)
 
   return jax.lax.map(condition, grid, batch_size=batch_size)
@@ -348,8 +353,12 @@ def condition_health(run: TrainedRun, faults: Sequence[AnyFault], severities: Se
     :func:`mbrl_drift.metrics.component_health` scalars averaged over seeds.
   """
   agent, env, env_params = run.trainer.agent, run.trainer.env, run.trainer.env_params
-  horizons = [agent.config.horizon] if horizons is None else [int(h) for h in horizons]
-  agent = agent.with_max_horizon(max(horizons))
+  axes = agent.eval_axes
+  if axes.depth_name is None:
+    horizons = [None]
+  else:
+    horizons = [axes.depth_default] if horizons is None else [int(h) for h in horizons]
+  agent = agent.for_depth(max(h or 0 for h in horizons))
   key = jax.random.key(0) if key is None else key
   faults = list(faults)
   if fault_labels is None:

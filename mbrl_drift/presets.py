@@ -114,16 +114,23 @@ def preset(env_name: str) -> TrainConfig:
   return PRESETS[env_name]
 
 
-def starting_config(env_name: str, use_preset: bool = True) -> TrainConfig:
+def starting_config(env_name: str, use_preset: bool = True,
+                    agent_kind: str = "planner") -> TrainConfig:
   """The configuration a run of ``env_name`` starts from before its overrides.
 
   Args:
     env_name: a registered environment name.
-    use_preset: start from the environment's preset where it has one.
+    use_preset: start from the environment's preset (of that agent) where it has one.
+    agent_kind: a registered agent name (:func:`mbrl_drift.agents.names`).
 
   Returns:
-    Its preset when ``use_preset`` and one exists, else ``TrainConfig(env=env_name)``.
+    The agent's preset for ``env_name`` when ``use_preset`` and one exists, else the defaults
+    of ``TrainConfig`` with that agent's default config.
   """
-  if use_preset and env_name in PRESETS:
-    return PRESETS[env_name]
-  return TrainConfig(env=env_name)
+  from mbrl_drift import agents
+
+  definition = agents.get(agent_kind)
+  presets = definition.presets()
+  if use_preset and env_name in presets:
+    return presets[env_name]
+  return TrainConfig(env=env_name, agent_kind=agent_kind, agent=definition.config_type())

@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from mbrl_drift import checkpoint as ckpt
-from mbrl_drift import faults
+from mbrl_drift.agents.base import Trainer
 from mbrl_drift.config import TrainConfig
 from mbrl_drift.evaluate import evaluate, outcome_summary
-from mbrl_drift.train import Trainer, TrainingHooks, TrainState, make_train
+from mbrl_drift.train import make_train
 
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
@@ -53,14 +53,14 @@ class TrainedRun:
     run_dir: its directory.
     config: its configuration.
     trainer: the trainer rebuilt from the configuration (agent, env, env_params).
-    state: the batched TrainState, leading axis ``[num_seeds]``.
+    state: the batched training state (the agent's own pytree), leading axis ``[num_seeds]``.
     header: the checkpoint header (progress, version).
   """
 
   run_dir: Path
   config: TrainConfig
   trainer: Trainer
-  state: TrainState
+  state: Any
   header: dict[str, Any]
 
   @property
@@ -75,7 +75,7 @@ class TrainedRun:
 
 def _evaluation_fn(trainer: Trainer, num_episodes: int) -> Callable:
   env, env_params = trainer.env, trainer.env_params
-  agent = trainer.agent.with_max_horizon(trainer.agent.config.horizon)
+  agent = trainer.agent.for_depth(trainer.agent.eval_axes.depth_default)
   max_steps = int(env_params.max_steps)
 
   def run(params, key):
@@ -123,7 +123,7 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   """Trains ``num_seeds`` seeds of one configuration in one vmapped call per chunk.
 
   Args:
-    config: the training configuration.
+    config: the training configuration (any registered agent).
     num_seeds: seeds trained together (``jax.vmap`` over PRNG keys).
     out_dir: the run directory (created).
     seed: base seed; seed ``i`` uses ``fold_in(key(seed), i)``.
@@ -132,26 +132,31 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     log: called with short status lines (e.g. ``print``).
     max_chunks: train at most this many chunks in this call, then stop as if interrupted (a
       later call with ``resume=True`` continues); ``None`` trains to the end.
-    init_from: a trained run whose parameters start this one (fine-tuning; seed ``i`` starts
-      from its seed ``i``, or from its only seed). Its agent config must equal ``config.agent``.
+    init_from: a finished run whose parameters start this one (fine-tuning; seed ``i`` starts
+      from its seed ``i``, or from its only seed): the same as ``config.init_from``. It must be
+      of the same agent kind and environment spaces, with parameters of the same shapes.
     freeze: component paths or patterns kept fixed during training (e.g.
       ``("world_model/encoder", "world_model/dynamics")`` to train a value function for another
-      goal inside an existing world model: the parameters a goal-swap fault needs).
+      goal inside an existing world model): added to ``config.freeze``.
 
   Returns:
     The summary written to ``summary.json``: final evaluation per seed, env steps, timings.
 
   Raises:
-    ValueError: ``out_dir`` already holds a different run, or a run without ``resume``.
+    ValueError: ``out_dir`` already holds a different run, or a run without ``resume``; the
+      base run is missing, unfinished or incompatible.
     CheckpointError: the checkpoint to resume from is corrupted or does not match.
   """
   log = log or (lambda _: None)
+  if init_from is not None or freeze:
+    config = dataclasses.replace(
+        config, init_from=str(init_from) if init_from is not None else config.init_from,
+        freeze=tuple(dict.fromkeys((*config.freeze, *freeze))))
   out = Path(out_dir)
   config_path, checkpoint_path = out / ckpt.CONFIG_NAME, out / ckpt.CHECKPOINT_NAME
   run_record = {"config": config.to_dict(), "num_seeds": num_seeds, "seed": seed,
                 "config_hash": config.config_hash(),
-                "init_from": None if init_from is None else str(init_from),
-                "freeze": list(freeze)}
+                "init_from": config.init_from or None, "freeze": list(config.freeze)}
   if config_path.exists():
     existing = json.loads(config_path.read_text())
     if not resume:
@@ -162,17 +167,10 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
                        f"requested run (stored hash {existing.get('config_hash')}, requested "
                        f"{run_record['config_hash']})")
   start_time = time.time()
-  trainer = make_train(config, _freeze_hooks(freeze))  # validates before anything is written
+  trainer = make_train(config)  # validates before anything is written
   initial_params = None
-  if init_from is not None:
-    base = load_run(init_from)
-    if base.config.agent != config.agent:
-      raise ValueError(f"cannot start from {init_from}: its agent config differs from this run's")
-    if base.num_seeds not in (1, num_seeds):
-      raise ValueError(f"cannot start {num_seeds} seeds from {init_from}, which has "
-                       f"{base.num_seeds}; use a run with as many seeds, or with one")
-    initial_params = jax.tree.map(
-        lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), base.params)
+  if config.init_from:
+    initial_params = base_parameters(config, trainer, num_seeds)
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(num_seeds))
   out.mkdir(parents=True, exist_ok=True)
   ckpt.atomic_write_json(config_path, run_record)
@@ -218,6 +216,7 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   summary = {
       "run_dir": str(out),
       "env": config.env,
+      "agent": config.agent_kind,
       "num_seeds": num_seeds,
       "chunks_done": chunks_done,
       "finished": chunks_done == config.num_chunks,
@@ -230,11 +229,45 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   return summary
 
 
-def _freeze_hooks(freeze: Sequence[str]) -> TrainingHooks:
-  """Training hooks that keep the given component paths fixed."""
-  if not freeze:
-    return TrainingHooks()
-  return TrainingHooks(update_transforms=(faults.freeze(target="+".join(freeze)),))
+def base_parameters(config: TrainConfig, trainer: Trainer, num_seeds: int) -> dict:
+  """The parameters of ``config.init_from`` that start a fine-tuning run, ``[num_seeds, ...]``.
+
+  Raises:
+    ValueError: the base run is missing or unfinished, or is of another agent kind,
+      environment or observation/action space, or its parameters do not fit this run's agent
+      (each message names what differs and the valid choice).
+  """
+  base_dir = Path(config.init_from)
+  if not (base_dir / ckpt.CONFIG_NAME).exists():
+    raise ValueError(f"cannot start from {base_dir}: it holds no run (no {ckpt.CONFIG_NAME}); "
+                     f"train the base first (mbrl-drift train --out {base_dir} ...)")
+  if not is_finished(base_dir):
+    raise ValueError(f"cannot start from {base_dir}: the base run is unfinished; finish it with "
+                     f"`mbrl-drift train --out {base_dir} --resume`")
+  base = load_run(base_dir)
+  if base.config.agent_kind != config.agent_kind:
+    raise ValueError(f"cannot start a {config.agent_kind!r} run from {base_dir}, a "
+                     f"{base.config.agent_kind!r} run; use a base of agent kind "
+                     f"{config.agent_kind!r}")
+  if base.config.env != config.env:
+    raise ValueError(f"cannot start a run of {config.env} from {base_dir}, a run of "
+                     f"{base.config.env}; use a base trained on {config.env}")
+  if base.trainer.agent.spec != trainer.agent.spec:
+    raise ValueError(f"cannot start from {base_dir}: its observation/action spaces "
+                     f"{base.trainer.agent.spec} differ from this run's {trainer.agent.spec}")
+  if base.num_seeds not in (1, num_seeds):
+    raise ValueError(f"cannot start {num_seeds} seeds from {base_dir}, which has "
+                     f"{base.num_seeds}; use a run with as many seeds, or with one")
+  template = jax.eval_shape(trainer.agent.init, jax.random.key(0))
+  expected = {jax.tree_util.keystr(path): leaf.shape
+              for path, leaf in jax.tree_util.tree_leaves_with_path(template)}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(base.params):
+    name = jax.tree_util.keystr(path)
+    if expected.get(name, leaf.shape[1:]) != leaf.shape[1:] or name not in expected:
+      raise ValueError(f"cannot start from {base_dir}: its parameter {name} of shape "
+                       f"{leaf.shape[1:]} does not fit this run's agent "
+                       f"({expected.get(name, 'no such parameter')}); the agent configs differ")
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), base.params)
 
 
 def _fold_in(keys: jax.Array, data: int) -> jax.Array:
@@ -270,10 +303,11 @@ def load_run(run_dir: str | os.PathLike) -> TrainedRun:
     record = json.loads(config_path.read_text())
     config = TrainConfig.from_dict(record["config"])
     num_seeds = int(record["num_seeds"])
-    freeze = tuple(record.get("freeze", ()))
+    if not config.freeze and record.get("freeze"):  # runs stored before freeze was a field
+      config = dataclasses.replace(config, freeze=tuple(record["freeze"]))
   except (ValueError, KeyError, TypeError) as error:
     raise ckpt.CheckpointError(f"{config_path} is corrupted or invalid: {error}") from error
-  trainer = make_train(config, _freeze_hooks(freeze))
+  trainer = make_train(config)
   keys = jax.random.split(jax.random.key(0), num_seeds)
   template = jax.eval_shape(jax.vmap(trainer.init), keys)
   state, header = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME, template)

@@ -45,7 +45,8 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
   """Builds the pure functions of one training run of the configured agent.
 
   Args:
-    config: the run's configuration; its ``training_faults`` specs are parsed into hooks.
+    config: the run's configuration; its ``training_faults`` specs are parsed into hooks and
+      its ``freeze`` patterns keep those components fixed.
     hooks: further training-time fault hooks (identity by default), applied after those of
       ``config.training_faults``.
 
@@ -53,4 +54,9 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     A :class:`~mbrl_drift.agents.base.Trainer`; ``jax.jit(jax.vmap(trainer.train))(keys)``
     trains one seed per key.
   """
+  if config.freeze:
+    from mbrl_drift.faults import combine_hooks, freeze
+
+    hooks = combine_hooks(hooks, TrainingHooks(update_transforms=(
+        freeze(target="+".join(config.freeze)),)))
   return agents.get(config.agent_kind).make_train(config, hooks)

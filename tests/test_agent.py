@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from mbrl_drift import buffer as replay
-from mbrl_drift.agent import Agent, EnvSpec, get_path, set_path
+from mbrl_drift.agents.base import EnvSpec, eval_args, get_path, set_path
+from mbrl_drift.agents.mpc.agent import PlannerAgent as Agent
 from mbrl_drift.config import AgentConfig, TrainConfig, replace
 from mbrl_drift.evaluate import evaluate, outcome_summary
-from mbrl_drift.planner import BOLTZMANN, EPSILON, GREEDY, act, exhaustive_scores, sequence_returns
-from mbrl_drift.train import component_optimiser, n_step_targets
+from mbrl_drift.agents.mpc.planner import BOLTZMANN, EPSILON, GREEDY, act, exhaustive_scores, sequence_returns
+from mbrl_drift.agents.mpc.train import component_optimiser, n_step_targets
 
 DISCRETE_SPEC = EnvSpec(obs_dim=5, action_dim=3, discrete=True)
 CONTINUOUS_SPEC = EnvSpec(obs_dim=4, action_dim=2, discrete=False, action_low=(-2.0, 0.0),
@@ -235,8 +236,9 @@ def test_evaluate_trajectories_are_consistent(tiny_trained_seeds):
   initial = tiny_trained_seeds.init(tiny_trained_seeds.keys).params
   params = jax.tree.map(lambda x: x[0], initial)  # untrained parameters of the first seed
   env, env_params = trainer.env, trainer.env_params
-  run = jax.jit(lambda k, h: evaluate(trainer.agent, params, env, env_params, k, 16, h,
-                                      mode=BOLTZMANN, max_steps=int(env_params.max_steps)))
+  run = jax.jit(lambda k, h: evaluate(trainer.agent, params, env, env_params, k, 16,
+                                      eval_args(depth=h, selection=BOLTZMANN),
+                                      max_steps=int(env_params.max_steps)))
   traj = run(jax.random.key(1), 2)
   T = int(env_params.max_steps)
   assert traj.obs.shape[:2] == (16, T + 1) and traj.valid.shape == (16, T)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from mbrl_drift.config import AgentConfig, TrainConfig
-from mbrl_drift.train import HeldExploration, make_train
+from mbrl_drift.agents.mpc.train import HeldExploration
+from mbrl_drift.train import make_train
 
 REPEAT = 5
 NUM_ENVS = 4

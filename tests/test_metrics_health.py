@@ -9,7 +9,8 @@ from scipy import stats as scipy_stats
 
 import envs
 from mbrl_drift import metrics as metrics_lib
-from mbrl_drift.agent import Agent, EnvSpec
+from mbrl_drift.agents.base import EnvSpec
+from mbrl_drift.agents.mpc.agent import PlannerAgent as Agent
 from mbrl_drift.config import AgentConfig
 from mbrl_drift.metrics import controls
 

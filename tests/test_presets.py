@@ -4,7 +4,7 @@ import jax
 import pytest
 
 import envs
-from mbrl_drift.agent import EnvSpec
+from mbrl_drift.agents.base import EnvSpec
 from mbrl_drift.config import TrainConfig, replace
 from mbrl_drift.presets import PRESETS, preset
 from mbrl_drift.train import make_train

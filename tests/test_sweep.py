@@ -133,7 +133,7 @@ def test_ids_are_stable_and_follow_the_config(sweep_file):
     (lambda s: s.replace("batch_size = 8", "batch_sise = 8"), "batch_size"),
     (lambda s: s.replace('"boltzmann"]', '"softmax"]'), "boltzmann"),
     (lambda s: s.replace('"boltzmann"]', '"greedy"]'), "distinct values"),
-    (lambda s: s.replace("horizons = [1]", "horizons = [5]"), "max_horizon"),
+    (lambda s: s.replace("horizons = [1]", "horizons = [5]"), "largest horizon=2"),
     (lambda s: s.replace("[evaluate]", "[evaluation]"), "evaluate"),
     (lambda s: s.replace("matched_drops = [0.2]", "matched_drops = [1.5]"), "matched_drops"),
     (lambda s: s.replace("name = \"tiny\"", "name = \"tiny"), "not valid TOML"),

@@ -21,7 +21,8 @@ from mbrl_drift.config import TrainConfig
 from mbrl_drift.faults.paths import get_subtree, kernel_layers
 from mbrl_drift.faults.training import ResetState, ScheduledFaultState
 from mbrl_drift.runs import load_run
-from mbrl_drift.train import GRADIENT_FAULTS, TrainingHooks, make_train
+from mbrl_drift.agents.mpc.train import GRADIENT_FAULTS
+from mbrl_drift.train import TrainingHooks, make_train
 
 TINY_FLAGS = ["--env", "GoalGrid-OpenRoom", "--steps", "256", "--num-envs", "8",
               "--buffer-size", "256", "--batch-size", "8", "--learning-starts", "64",

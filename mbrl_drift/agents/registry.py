@@ -26,6 +26,8 @@ class AgentDef:
       :class:`~mbrl_drift.config.TrainConfig` is given, so that for example a run fine-tuned
       from a base (``train_config.init_from``) can add a frozen ``base/actor`` component.
     make_train: ``(train_config, hooks) -> Trainer`` (:class:`mbrl_drift.agents.base.Trainer`).
+    components: every component path an agent of this kind can have (under any config): what
+      training-time fault specs are checked against before an agent is built.
     reward_consumers: the losses (component paths) whose rewards reward faults may corrupt.
     target_consumers: the losses whose value targets target faults may corrupt.
     train_fields: the :class:`~mbrl_drift.config.TrainConfig` fields its training reads
@@ -39,6 +41,7 @@ class AgentDef:
   config_type: type
   build: Callable[..., Any]
   make_train: Callable[..., Any]
+  components: tuple[str, ...] = ()
   reward_consumers: tuple[str, ...] = ()
   target_consumers: tuple[str, ...] = ()
   train_fields: tuple[str, ...] | None = None
@@ -67,6 +70,17 @@ def get(name: str) -> AgentDef:
   if name not in _REGISTRY:
     raise ValueError(f"unknown agent {name!r}; registered agents: {', '.join(names())}")
   return _REGISTRY[name]
+
+
+def fault_surface() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+  """``(components, reward consumers, target consumers)`` over every registered agent."""
+  union = lambda field: tuple(dict.fromkeys(p for d in _definitions() for p in getattr(d, field)))
+  return union("components"), union("reward_consumers"), union("target_consumers")
+
+
+def _definitions() -> list[AgentDef]:
+  _load_builtins()
+  return list(_REGISTRY.values())
 
 
 def names() -> tuple[str, ...]:

@@ -65,8 +65,6 @@ from mbrl_drift.faults.spec import (
 # Kinds of training-time fault: where their hook goes.
 REWARD, TARGET, GRADIENT, UPDATE, RESET = "reward", "target", "gradient", "update", "reset"
 
-# The losses whose rewards a reward fault can corrupt.
-REWARD_LOSSES = ("world_model/reward", "value")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,22 +185,28 @@ def describe_training_faults() -> str:
 
 @functools.cache
 def _possible_components() -> tuple[tuple[str, ...], tuple[str, ...]]:
-  """(every component path any agent can have, the trainable ones) from the agent's definition."""
-  from mbrl_drift.agent import Agent, EnvSpec
-  from mbrl_drift.config import AgentConfig
+  """(every component path any registered agent can have, with groups; the trainable ones)."""
+  from mbrl_drift.agents.registry import fault_surface
 
-  full = Agent(AgentConfig(use_decoder=True, use_actor=True),
-               EnvSpec(obs_dim=1, action_dim=1, discrete=True))
-  trainable = tuple(sorted(full.component_paths))
-  groups = {path.split("/")[0] for path in trainable if "/" in path}
-  return tuple(sorted(set(trainable) | groups)), trainable
+  trainable = tuple(p for p in fault_surface()[0] if not p.startswith("base/"))
+  groups = {path.split("/")[0] for path in fault_surface()[0] if "/" in path}
+  return tuple(sorted(set(fault_surface()[0]) | groups)), trainable
+
+
+@functools.cache
+def _signal_consumers() -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(the losses that see rewards, the losses with value targets) over every registered agent."""
+  from mbrl_drift.agents.registry import fault_surface
+
+  return fault_surface()[1], fault_surface()[2]
 
 
 def _check_target(kind: str, name: str, target: str, context: str) -> None:
   terms = [term.strip() for term in target.split("+")]
   if kind in (REWARD, TARGET):
-    losses = REWARD_LOSSES if kind == REWARD else ("value",)
-    valid = ", ".join(losses) + ", *" if kind == REWARD else "value, *"
+    reward_losses, target_losses = _signal_consumers()
+    losses = reward_losses if kind == REWARD else target_losses
+    valid = ", ".join(losses) + ", *"
     for term in terms:
       if not any(pattern_matches_path(term, loss) for loss in losses):
         what = "loss that sees rewards" if kind == REWARD else "value targets"

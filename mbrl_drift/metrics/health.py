@@ -25,7 +25,7 @@ A pair ``(t, k)`` counts only when the steps ``t .. t + k - 1`` all happened in 
 
 **Value calibration** (:func:`value_calibration`): the predicted ``V(enc(o_t))`` against the
 discounted Monte-Carlo return ``G_t = sum_{i >= t} gamma^(i - t) r_i`` of the same episode
-(Sutton & Barto 2018, eq. 3.8; ``gamma = agent.config.gamma``). A time-limit truncation
+(Sutton & Barto 2018, eq. 3.8; ``gamma = agent.gamma``). A time-limit truncation
 censors ``G_t``: the rewards after the cut are unknown, and filling them in with the agent's own
 value would grade the value function by itself. Steps of truncated episodes are therefore left
 out (``value_censored_share`` reports how many), which conditions the comparison on episodes that
@@ -78,9 +78,8 @@ import jax.numpy as jnp
 import optax
 
 from envs import oracles
-from mbrl_drift.agent import Agent, Params
+from mbrl_drift.agents.base import Agent, Params, eval_args
 from mbrl_drift.metrics import stats
-from mbrl_drift.planner import GREEDY, act
 
 Array = jax.Array
 
@@ -334,6 +333,30 @@ def _masked_sum(values: Array, mask: Array, axis: int | tuple[int, ...] = 0) -> 
   return jnp.sum(jnp.where(mask, values, 0.0), axis=axis)
 
 
+def has_world_model(agent: Agent) -> bool:
+  """Whether ``agent`` has a latent world model (``encode`` and ``transition``)."""
+  return hasattr(agent, "encode") and hasattr(agent, "transition")
+
+
+def has_value_function(agent: Agent) -> bool:
+  """Whether ``agent`` predicts state values (``value``, over latents when it encodes)."""
+  return hasattr(agent, "value")
+
+
+def observation_value(agent: Agent, params: Params, obs: Array) -> Array:
+  """``V(obs) []``: the agent's value of one observation (through its encoder, if any)."""
+  if hasattr(agent, "encode"):
+    return agent.value(params, agent.encode(params, obs))
+  return agent.value(params, obs)
+
+
+def _acting_depth(agent: Agent) -> int:
+  """The depth an agent acts at: its training depth, or 1 (the single row of
+  :func:`planner_greedy_actions`) for an agent without a depth axis."""
+  axes = agent.eval_axes
+  return axes.depth_default if axes.depth_name is not None else 1
+
+
 def _world_model_episode(agent: Agent, params: Params, obs: Array, action: Array, reward: Array,
                          valid: Array, terminal: Array, horizon: int
                          ) -> tuple[dict[str, tuple[Array, Array]], Array]:
@@ -370,7 +393,7 @@ def _world_model_episode(agent: Agent, params: Params, obs: Array, action: Array
       "termination_recall": (_masked_sum(correct, pair & label),
                              jnp.sum(pair & label, axis=0).astype(jnp.float32)),
   }
-  if agent.config.use_decoder:
+  if "world_model/decoder" in agent.components:
     decode = jax.vmap(lambda z: agent.decode(params, z))
     reconstruction = jnp.mean((decode(latents[:-1]) - obs[:-1]) ** 2, axis=-1)  # [T]
     predicted_obs = jax.vmap(decode)(z_predicted)  # [T, H, obs_dim]
@@ -470,9 +493,9 @@ def _value_terms(agent: Agent, params: Params, episodes: EpisodeBatch
   valid = jnp.asarray(episodes.valid, bool)
   terminated = jnp.asarray(episodes.terminated, bool)
   observations = jnp.asarray(episodes.obs[:, :-1], jnp.float32)
-  predicted = jax.vmap(jax.vmap(lambda o: agent.value(params, agent.encode(params, o))))(
+  predicted = jax.vmap(jax.vmap(lambda o: observation_value(agent, params, o)))(
       observations)  # [N, T]
-  returns = monte_carlo_returns(episodes.reward, valid, agent.config.gamma)
+  returns = monte_carlo_returns(episodes.reward, valid, agent.gamma)
   uncensored = valid & terminated[:, None]
   count = jnp.sum(uncensored, axis=1).astype(jnp.float32)
   columns = {
@@ -504,7 +527,7 @@ def value_calibration(agent: Agent, params: Params, episodes: Any) -> dict[str, 
   the module docstring). Jitted (``agent`` static).
 
   Args:
-    agent: the agent (``agent.config.gamma`` discounts the returns).
+    agent: the agent (``agent.gamma`` discounts the returns).
     params: its parameters.
     episodes: an :class:`EpisodeBatch` or ``Trajectories`` with recorded observations.
 
@@ -538,7 +561,7 @@ def probe_values(agent: Agent, params: Params, probe_obs: Array) -> Array:
   Returns:
     ``[S]`` predicted values.
   """
-  return jax.vmap(lambda o: agent.value(params, agent.encode(params, o)))(
+  return jax.vmap(lambda o: observation_value(agent, params, o))(
       jnp.asarray(probe_obs, jnp.float32))
 
 
@@ -549,7 +572,7 @@ def optimal_tables(mdp: oracles.TabularMDP, gamma: float | Array,
 
   Args:
     mdp: the tabular MDP (``env.tabular(env_params)``).
-    gamma: discount (use the agent's, ``agent.config.gamma``).
+    gamma: discount (use the agent's, ``agent.gamma``).
     num_iters: value-iteration backups.
 
   Returns:
@@ -681,11 +704,14 @@ def planner_greedy_actions(key: Array, agent: Agent, params: Params, probe_obs: 
     raise ValueError("planner_greedy_actions needs a discrete-action agent (agent.spec.discrete)")
   probe_obs = jnp.asarray(probe_obs, jnp.float32)
   keys = jax.random.split(key, probe_obs.shape[0])
-  horizons = jnp.arange(1, agent.config.max_horizon + 1, dtype=jnp.int32)
+  axes = agent.eval_axes
+  horizons = (jnp.arange(1, axes.depth_max + 1, dtype=jnp.int32) if axes.depth_name is not None
+              else jnp.zeros((1,), jnp.int32))  # an agent without a depth axis: one row
 
   def at_horizon(horizon):
-    plans = jax.vmap(lambda k, o: act(agent, params, k, o, horizon, GREEDY))(keys, probe_obs)
-    return plans.planner_action.astype(jnp.int32), plans.nonfinite
+    outs = jax.vmap(lambda k, o: agent.act(params, k, o, eval_args(depth=horizon)))(
+        keys, probe_obs)
+    return outs.action.astype(jnp.int32), outs.nonfinite
 
   return jax.vmap(at_horizon)(horizons)
 
@@ -757,7 +783,7 @@ def planner_health(
     ValueError: if the agent's actions are continuous.
   """
   if horizon is None:
-    horizon = agent.config.horizon
+    horizon = _acting_depth(agent)
   return _planner_health(key, agent, params, probe_obs, mask, horizon, optimal_q, intended_goal,
                          None if goal_names is None else tuple(goal_names))
 
@@ -794,14 +820,18 @@ def _component_health(key, agent, params, env, env_params, episodes, horizon, pl
   key_model, key_value, key_correlation, key_planner = jax.random.split(key, 4)
 
   # -- world model and value calibration on the real episodes, with bootstrap intervals
-  model_terms, metrics = _world_model_terms(agent, params, episodes, horizon)
-  metrics.update(_with_intervals(key_model, model_terms, num_resamples, confidence))
-  _relative_latent_errors(metrics, horizon)
-  value_terms, pairs, extra = _value_terms(agent, params, episodes)
-  metrics.update(extra)
-  metrics.update(_with_intervals(key_value, value_terms, num_resamples, confidence))
-  metrics.update(stats.ci_dict("health/value_mc_correlation", stats.bootstrap_ci(
-      key_correlation, pairs, _pooled_pearson, num_resamples, confidence)))
+  metrics = {}
+  if has_world_model(agent):
+    model_terms, metrics = _world_model_terms(agent, params, episodes, horizon)
+    metrics.update(_with_intervals(key_model, model_terms, num_resamples, confidence))
+    _relative_latent_errors(metrics, horizon)
+  has_value = has_value_function(agent)
+  if has_value:
+    value_terms, pairs, extra = _value_terms(agent, params, episodes)
+    metrics.update(extra)
+    metrics.update(_with_intervals(key_value, value_terms, num_resamples, confidence))
+    metrics.update(stats.ci_dict("health/value_mc_correlation", stats.bootstrap_ci(
+        key_correlation, pairs, _pooled_pearson, num_resamples, confidence)))
 
   # -- probe states: every tabular state of a grid world, else the episodes' observations
   intended_goal = getattr(env_params, "intended_goal", None)
@@ -811,11 +841,12 @@ def _component_health(key, agent, params, env, env_params, episodes, horizon, pl
     mdp = env.tabular(env_params)
     probe_obs = env.all_observations(env_params)
     mask = ~mdp.terminal
-    optimal_v, optimal_q = optimal_tables(mdp, agent.config.gamma)
+    optimal_v, optimal_q = optimal_tables(mdp, agent.gamma)
     goal_names = getattr(env, "goal_names", None)
-    metrics.update(value_goal_alignment(
-        probe_values(agent, params, probe_obs), optimal_v, mask, goal_approach_states(mdp),
-        intended_goal, goal_names))
+    if has_value:
+      metrics.update(value_goal_alignment(
+          probe_values(agent, params, probe_obs), optimal_v, mask, goal_approach_states(mdp),
+          intended_goal, goal_names))
   else:
     probe_obs = jnp.reshape(episodes.obs[:, :-1], (-1, episodes.obs.shape[-1]))
     mask = jnp.reshape(jnp.asarray(episodes.valid, bool), (-1,))
@@ -871,9 +902,9 @@ def component_health(
     ValueError: for episodes without observations or a bad ``horizon``.
   """
   if horizon is None:
-    horizon = agent.config.max_horizon
+    horizon = max(agent.eval_axes.depth_max, 1)
   if planner_horizon is None:
-    planner_horizon = agent.config.horizon
+    planner_horizon = _acting_depth(agent)
   return _component_health(key, agent, params, env, env_params,
                            episode_batch(trajectories, agent), _check_horizon(horizon),
                            planner_horizon, num_resamples, confidence)

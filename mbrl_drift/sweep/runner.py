@@ -133,7 +133,8 @@ def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Tria
   run = load_run(root / job.run_dir)
   env, env_params = run.trainer.env, run.trainer.env_params
   key = jax.random.key(spec.eval_seed)
-  horizons = list(spec.horizons) or [job.config.agent.horizon]
+  axes = run.trainer.agent.eval_axes
+  horizons = [None] if axes.depth_name is None else (list(spec.horizons) or [axes.depth_default])
 
   # -- parse the faults of the pending trials (intact first) -------------------------------------
   specs = list(dict.fromkeys(t.fault for t in trials))
@@ -150,7 +151,7 @@ def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Tria
     if trial.target_drop is None or point in known:
       continue
     result = calibrate_fault(run, parsed[trial.fault], trial.target_drop, horizon=horizons[0],
-                             policy="greedy", num_episodes=spec.calibration_episodes, key=key,
+                             policy=axes.selections[0], num_episodes=spec.calibration_episodes, key=key,
                              fault_id=stable_fault_id(trial.fault))
     known[point] = Calibration(float(result.severity), float(result.drop), bool(result.reached))
     new_calibrations.append((trial.fault, trial.target_drop, known[point]))
@@ -170,7 +171,8 @@ def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Tria
   table = [r + [r[-1]] * (width - len(r)) for r in rows_per_fault.values()]
   policies = list(spec.policies)
   results = evaluate_conditions(
-      run, [parsed[s] for s in specs], table, horizons, policies, spec.episodes, key,
+      run, [parsed[s] for s in specs], table, None if axes.depth_name is None else horizons,
+      policies, spec.episodes, key,
       fault_labels=specs, fault_ids=[stable_fault_id(s) for s in specs])
   rows = results.rows(env, env_params, key=jax.random.fold_in(key, 11))
   evaluate_s = time.time() - start

@@ -42,6 +42,7 @@ A sweep file (TOML)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -52,7 +53,6 @@ from typing import Any, Mapping, Sequence
 from mbrl_drift import faults as faults_lib
 from mbrl_drift import presets
 from mbrl_drift.config import TrainConfig
-from mbrl_drift.planner import SELECTION_MODES
 
 INTACT = "intact"
 MAIN_RUN = "main"
@@ -262,12 +262,11 @@ class SweepSpec:
                "numbers in (0, 1]")
     for horizon in self.horizons:
       _check(isinstance(horizon, int) and horizon >= 1, "horizons", horizon, "ints >= 1")
-    _check(len(self.policies) > 0, "policies", self.policies, f"some of {list(SELECTION_MODES)}")
+    _check(len(self.policies) > 0, "policies", self.policies,
+           "some of each agent's action selections (planner: greedy, epsilon, boltzmann)")
     for name in ("horizons", "policies"):
       values = getattr(self, name)
       _check(len(values) == len(set(values)), name, values, "distinct values")
-    for policy in self.policies:
-      _check(policy in SELECTION_MODES, "policies", policy, f"one of {list(SELECTION_MODES)}")
     reference_names = [r.name for r in self.references]
     _check(len(reference_names) == len(set(reference_names)) and MAIN_RUN not in reference_names,
            "references", reference_names, f"distinct names other than {MAIN_RUN!r}")
@@ -282,9 +281,16 @@ class SweepSpec:
     jobs = self.jobs()
     for job in jobs:
       _validate_fault_targets(specs, job)
+      axes = job_eval_axes(job)
+      for policy in self.policies:
+        _check(policy in axes.selections, "policies", policy,
+               f"one of {list(axes.selections)} (the action selections of the "
+               f"{job.config.agent_kind} agent of {job.env}, variant {job.variant})")
+      if axes.depth_name is None:
+        continue
       for horizon in self.horizons:
-        _check(horizon <= job.config.agent.max_horizon, "horizons", horizon,
-               f"at most agent.max_horizon={job.config.agent.max_horizon} ({job.env}, "
+        _check(horizon <= axes.depth_max, "horizons", horizon,
+               f"at most the agent's largest {axes.depth_name}={axes.depth_max} ({job.env}, "
                f"variant {job.variant})")
 
   # -- the grid --------------------------------------------------------------------------------
@@ -294,7 +300,9 @@ class SweepSpec:
     jobs = []
     for env in self.envs:
       for variant in self.variants:
-        config = presets.starting_config(env, use_preset=self.preset)
+        agent_kind = dict(variant.train).get("agent_kind",
+                                             dict(self.train).get("agent_kind", "planner"))
+        config = presets.starting_config(env, use_preset=self.preset, agent_kind=agent_kind)
         config = _apply(config, self.train, self.agent, f"train/agent of sweep {self.name!r}")
         config = _apply(config, variant.train, variant.agent, f"variant {variant.name!r}")
         references = []
@@ -316,7 +324,11 @@ class SweepSpec:
   def trials(self, job: Job) -> list[Trial]:
     """Every trial of a job: the intact agent, then each fault at each severity and target,
     at every horizon and policy."""
-    horizons = self.horizons or (job.config.agent.horizon,)
+    axes = job_eval_axes(job)
+    if axes.depth_name is None:
+      horizons: Sequence[int | None] = (None,)
+    else:
+      horizons = self.horizons or (axes.depth_default,)
     conditions: list[tuple[str, float | None, float | None]] = [(INTACT, 0.0, None)]
     for entry in self.faults:
       severities = self.severities if entry.severities is None else entry.severities
@@ -326,12 +338,13 @@ class SweepSpec:
     trials = []
     for (fault, severity, drop), horizon, policy in itertools.product(
         conditions, horizons, self.policies):
+      horizon = None if horizon is None else int(horizon)
       identity = {"job": job.job_id, "fault": fault, "severity": severity, "target_drop": drop,
-                  "horizon": int(horizon), "policy": policy, "episodes": self.episodes,
+                  "horizon": horizon, "policy": policy, "episodes": self.episodes,
                   "calibration_episodes": self.calibration_episodes if drop else None,
                   "eval_seed": self.eval_seed, "sample_episodes": self.sample_episodes}
       trials.append(Trial(trial_id=_hash(identity), job_id=job.job_id, fault=fault,
-                          severity=severity, target_drop=drop, horizon=int(horizon),
+                          severity=severity, target_drop=drop, horizon=horizon,
                           policy=policy, episodes=self.episodes))
     return trials
 
@@ -418,15 +431,27 @@ def _validate_fault(spec: str, reference_names: Sequence[str]) -> None:
     raise ValueError(f"invalid sweep field faults: {error}") from error
 
 
+@functools.cache
+def _eval_axes_of(config: TrainConfig) -> Any:
+  from mbrl_drift.train import build_agent
+
+  return build_agent(config).eval_axes
+
+
+def job_eval_axes(job: Job) -> Any:
+  """The evaluation axes (:class:`~mbrl_drift.agents.base.EvalAxes`) of a job's agent."""
+  return _eval_axes_of(job.config)
+
+
 def _validate_fault_targets(specs: Sequence[str], job: Job) -> None:
   """Checks every fault's target, and every reference's frozen paths, against the job's agent
   (shapes only, nothing is compiled), so that a bad path fails before anything trains."""
   import jax
 
   from mbrl_drift.faults.paths import resolve_target
-  from mbrl_drift.train import make_train
+  from mbrl_drift.train import build_agent
 
-  agent = make_train(job.config).agent
+  agent = build_agent(job.config)
   params = jax.eval_shape(agent.init, jax.random.key(0))
   for name, _, _, freeze in job.references:
     for pattern in freeze:

@@ -37,6 +37,8 @@ PLANNER = register(AgentDef(
     config_type=AgentConfig,
     build=_build,
     make_train=_make_train,
+    components=("world_model/encoder", "world_model/dynamics", "world_model/reward",
+                "world_model/termination", "world_model/decoder", "value", "actor"),
     reward_consumers=("world_model/reward", "value"),
     target_consumers=("value",),
     train_fields=None,
