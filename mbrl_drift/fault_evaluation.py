@@ -162,6 +162,10 @@ def parse_faults(run: TrainedRun, specs: Sequence[str]) -> list[AnyFault]:
       fault.validate(one_seed)
     else:
       fault.target_paths(one_seed)
+      # Abstract evaluation surfaces what only a call can check (a delta fault's base, a
+      # reference's structure) before anything compiles.
+      jax.eval_shape(lambda p, f=fault: _reference_for_seed(f, jnp.int32(0), p)(
+          jax.random.key(0), p, jnp.float32(1.0)), one_seed)
     parsed.append(fault)
   return parsed
 

@@ -88,7 +88,7 @@ def test_reinit_takes_params_or_init_fn():
 @pytest.mark.parametrize("spec,message", [
     ("value gaussian()", r"missing ':' in fault 'value gaussian\(\)'"),
     ("value:gausian(scale=1)", r"unknown fault 'gausian'.*known faults: ablate, act_ablate, act_noise, act_stuck, bitflip, "
-                               r"gaussian, interpolate, reinit, scale, signflip, stuck, swap"),
+                               r"delta_dropout, delta_noise, delta_scale, gaussian, interpolate, reinit, scale, signflip, stuck, swap"),
     ("value:gaussian(sigma=1)", r"fault 'gaussian' has no parameter 'sigma'; allowed: scale, "
                                 r"relative"),
     ("value:ablate(rate=1)", r"fault 'ablate' has no parameter 'rate'; allowed: none"),
@@ -129,7 +129,8 @@ def test_unknown_target_is_reported_when_applied():
 def test_list_and_describe():
   listed = {info.name: info for info in faults.list_faults()}
   assert set(listed) == {"gaussian", "bitflip", "stuck", "ablate", "scale", "signflip", "reinit",
-                         "interpolate", "swap", "act_noise", "act_stuck", "act_ablate"}
+                         "interpolate", "swap", "act_noise", "act_stuck", "act_ablate",
+                         "delta_scale", "delta_noise", "delta_dropout"}
   assert listed["gaussian"].params == {"scale": 0.1, "relative": False}
   assert listed["scale"].params == {"factor": faults.REQUIRED}
   assert listed["bitflip"].params["bits"] == "any"

@@ -9,6 +9,8 @@
   ``parse_fault_spec("value:gaussian(scale=0.5)")``; the same grammar for training-time faults
   (:mod:`~mbrl_drift.faults.training_spec`) gives training hooks:
   ``parse_training_fault_spec("value:target_noise(scale=0.5, start_step=2000)")``.
+* Fine-tuning-delta faults (:mod:`~mbrl_drift.faults.delta`): move, perturb or drop the
+  difference between a fine-tuned component and its frozen base (``base/<path>``).
 * Matched-damage calibration (:mod:`~mbrl_drift.faults.calibrate`).
 
 Targets address components by path (:mod:`~mbrl_drift.faults.paths`): ``"value"``,
@@ -25,6 +27,7 @@ from mbrl_drift.faults.activation import (
     stuck_activations,
 )
 from mbrl_drift.faults.calibrate import CalibrationResult, calibrate_severity, isotonic_fit
+from mbrl_drift.faults.delta import components_with_base, delta_dropout, delta_noise, delta_scale
 from mbrl_drift.faults.paths import component_paths, match_components, resolve_target
 from mbrl_drift.faults.spec import (
     REQUIRED,
@@ -35,6 +38,7 @@ from mbrl_drift.faults.spec import (
 )
 from mbrl_drift.faults.training import (
     RewardFault,
+    TrainingHooks,
     SignalFault,
     TargetFault,
     freeze,
@@ -72,12 +76,17 @@ from mbrl_drift.faults.weight import (
 )
 
 __all__ = [
+    "components_with_base",
+    "delta_dropout",
+    "delta_noise",
+    "delta_scale",
     "ActivationFault",
     "CalibrationResult",
     "Fault",
     "FaultInfo",
     "REQUIRED",
     "RewardFault",
+    "TrainingHooks",
     "SignalFault",
     "TargetFault",
     "ablate_activations",

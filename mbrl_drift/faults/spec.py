@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from mbrl_drift.faults import activation, weight
+from mbrl_drift.faults import activation, delta, weight
 from mbrl_drift.faults.paths import split_pattern
 
 Params = Any
@@ -141,6 +141,16 @@ _REGISTRY: dict[str, _Entry] = {
     "swap": _Entry(
         "replace by the same component of another checkpoint (blend below severity 1)",
         (_RUN,), _build_reference(weight.swap)),
+    # Fine-tuning-delta faults: relative to the run's frozen base copy (base/<component>).
+    "delta_scale": _Entry(
+        "move along the fine-tuning delta toward the base by fraction severity (1 = base)",
+        (), _plain(delta.delta_scale)),
+    "delta_noise": _Entry(
+        "noise of the fine-tuning delta's norm in a random direction, times severity",
+        (), _plain(delta.delta_noise)),
+    "delta_dropout": _Entry(
+        "DARE: drop each delta entry with probability severity, rescale the rest",
+        (), _plain(delta.delta_dropout)),
     # Activation faults act on a component's output at run time, not on its weights.
     "act_noise": _Entry(
         "activation fault: Gaussian noise on the component's output, std scale*severity",
