@@ -70,6 +70,10 @@ def _interval(metrics: dict[str, Any], key: str) -> str:
   if value is None:
     return "–"
   if low is None or high is None:
+    base = key.removesuffix("_iqm")
+    lowest, highest = metrics.get(f"{base}_min"), metrics.get(f"{base}_max")
+    if lowest is not None and highest is not None:  # too few seeds for an interval: their range
+      return f"{float(value):.2f} (seeds {float(lowest):.2f}..{float(highest):.2f})"
     return f"{float(value):.2f}"
   return f"{float(value):.2f} [{float(low):.2f}, {float(high):.2f}]"
 

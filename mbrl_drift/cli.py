@@ -134,16 +134,17 @@ def _parse_list(text: str, kind: type, flag: str) -> list:
 
 
 def _seed_iqm(row: dict[str, Any]) -> str:
-  """Interquartile mean of intended success over seeds, with its bootstrap interval."""
+  """Interquartile mean of intended success over seeds with its range, or with a bootstrap
+  interval from :data:`~mbrl_drift.fault_evaluation.MIN_SEEDS_FOR_INTERVAL` seeds up."""
   import jax
-  import numpy as np
 
-  from mbrl_drift import metrics as metrics_lib
+  from mbrl_drift.fault_evaluation import seed_aggregates
 
-  per_seed = np.asarray(row["outcome/intended_success/per_seed"], np.float32)
-  interval = metrics_lib.iqm_ci(jax.random.key(0), per_seed)
-  return (f"{float(metrics_lib.interquartile_mean(per_seed)):.3f} "
-          f"[{float(interval.low):.3f}, {float(interval.high):.3f}]")
+  stats = seed_aggregates("s", row["outcome/intended_success/per_seed"], jax.random.key(0))
+  if "seeds/s_iqm_ci_low" in stats:
+    return (f"{stats['seeds/s_iqm']:.3f} [{stats['seeds/s_iqm_ci_low']:.3f}, "
+            f"{stats['seeds/s_iqm_ci_high']:.3f}]")
+  return f"{stats['seeds/s_iqm']:.3f} ({stats['seeds/s_min']:.2f}..{stats['seeds/s_max']:.2f})"
 
 
 def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
@@ -152,7 +153,7 @@ def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
   other_goals = [k for k in range(len(goal_names)) if k != intended_goal]
   with_behaviour = bool(rows) and "behaviour" in rows[0]
   header = (f"{'fault':<44} {'sev':>6} {'H':>2} {'policy':<9} {'success':>7} "
-            f"{'IQM [95% CI] over seeds':>23} "
+            f"{'IQM over seeds (range)':>23} "
             + "".join(f"{'->' + goal_names[k]:>6} " for k in other_goals)
             + f"{'timeout':>7} {'return':>7} {'nonfinite':>9}")
   if with_behaviour:
@@ -162,7 +163,8 @@ def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
     fault = row["fault"] if len(row["fault"]) <= 44 else row["fault"][:41] + "..."
     nonfinite = (f"{row['nonfinite/episodes']}ep/{row['nonfinite/params']}p"
                  if row["nonfinite/episodes"] or row["nonfinite/params"] else "0")
-    line = (f"{fault:<44} {row['severity']:>6.3g} {row['horizon']:>2} {row['policy']:<9} "
+    horizon = "-" if row["horizon"] is None else row["horizon"]
+    line = (f"{fault:<44} {row['severity']:>6.3g} {horizon:>2} {row['policy']:<9} "
             f"{row['outcome/intended_success']:>7.3f} {_seed_iqm(row):>23} "
             + "".join(f"{row[f'outcome/reach_goal_{k}']:>6.3f} " for k in other_goals)
             + f"{row['outcome/timeout']:>7.3f} {row['outcome/mean_return']:>7.3f} {nonfinite:>9}")
@@ -174,8 +176,8 @@ def _format_conditions(rows: list[dict[str, Any]], goal_names: Sequence[str],
                f"{row['label']:<10}")
     lines.append(line)
   legend = ("success: share of episodes ending at the intended goal (mean over seeds; IQM: "
-            "interquartile mean over seeds with a 95% percentile-bootstrap interval, Agarwal et "
-            "al. 2021); ->X: share ending at goal "
+            "interquartile mean over seeds, Agarwal et al. 2021, with the range of the seeds, or "
+            "a 95% percentile-bootstrap interval from 10 seeds up); ->X: share ending at goal "
             "X; C: goal-directedness (MEG coherence, 0 aimless .. 1 optimal for some goal); "
             "goal*: goal inferred from behaviour; label: failure label from the metrics")
   return "\n".join(lines + ["", legend])
@@ -189,7 +191,8 @@ def _format_health(rows: list[dict[str, Any]], goal_names: Sequence[str]) -> str
            "-" * len(header)]
   for row in rows:
     fault = row["fault"] if len(row["fault"]) <= 44 else row["fault"][:41] + "..."
-    prefix = f"{fault:<44} {row['severity']:>6.3g} {row['horizon']:>2} "
+    horizon = "-" if row["horizon"] is None else row["horizon"]
+    prefix = f"{fault:<44} {row['severity']:>6.3g} {horizon:>2} "
     health = row["health"]
     if health is None:
       lines.append(prefix + "(activation fault: parameters unchanged)")
@@ -220,49 +223,35 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
   import jax
-  import numpy as np
 
   from mbrl_drift.checkpoint import atomic_write_json
-  from mbrl_drift.fault_evaluation import (calibrate_fault, condition_health,
-                                           evaluate_conditions, parse_faults)
+  from mbrl_drift.fault_evaluation import (FaultRequest, condition_health, evaluate_faults,
+                                           stable_fault_id)
   from mbrl_drift.runs import enable_compilation_cache, load_run
 
   enable_compilation_cache()
   run = load_run(args.run)
   specs = list(args.fault or [])
   severities = _parse_list(args.severity, float, "--severity")
-  if 0.0 not in severities:
-    severities = [0.0] + severities  # severity 0 of every fault is the intact agent
-  faults = parse_faults(run, specs) if specs else [None]
-  labels = specs if specs else ["intact"]
   horizons = _parse_list(args.horizon, int, "--horizon") if args.horizon else None
-  policies = [p.strip() for p in args.policy.split(",") if p.strip()]
+  policies = [p.strip() for p in args.policy.split(",") if p.strip()] if args.policy else None
   key = jax.random.key(args.seed)
-  calibration = {}
-  if args.match_drop is not None:
-    # Matched damage: one calibrated severity per fault, evaluated at every horizon and policy.
-    for spec, fault in zip(specs, faults):
-      result = calibrate_fault(run, fault, args.match_drop,
-                               horizon=horizons[0] if horizons else None, policy=policies[0],
-                               num_episodes=args.episodes, key=key)
-      calibration[spec] = result
-      print(f"calibrated {spec}: severity {result.severity:.4g} gives a success drop of "
-            f"{result.drop:.3f} (target {args.match_drop}, reached: {result.reached})")
-    calibrated = [calibration[spec].severity for spec in specs]
-    results = evaluate_conditions(run, faults, [0.0, *calibrated], horizons, policies,
-                                  args.episodes, key, fault_labels=labels)
-    # Keep severity 0 once (the intact agent) and each fault at its own calibrated severity.
-    own = {spec: float(np.float32(calibration[spec].severity)) for spec in specs}
-    rows = [row for row in results.rows(run.trainer.env, run.trainer.env_params)
-            if row["severity"] == 0.0 and row["fault"] == labels[0]
-            or row["severity"] != 0.0 and row["severity"] == own[row["fault"]]]
+  if args.match_drop is not None:  # matched damage: one calibrated severity per fault
+    requests = [FaultRequest(spec, matched_drops=(args.match_drop,)) for spec in specs]
   else:
-    results = evaluate_conditions(run, faults, severities, horizons, policies, args.episodes,
-                                  key, fault_labels=labels)
-    rows = [row for row in results.rows(run.trainer.env, run.trainer.env_params) if row["severity"] != 0.0 or row["fault"] == labels[0]]
-  for row in rows:
-    if row["severity"] == 0.0:
-      row["fault"] = "intact"
+    requests = [FaultRequest(spec, severities=tuple(severities)) for spec in specs]
+  evaluation = evaluate_faults(run, requests or [FaultRequest("intact")], horizons, policies,
+                               args.episodes, key)
+  calibration = {spec: result for (spec, _), result in evaluation.calibrations.items()}
+  for spec, result in calibration.items():
+    print(f"calibrated {spec}: severity {result.severity:.4g} gives a success drop of "
+          f"{result.drop:.3f} (target {args.match_drop}, reached: {result.reached})")
+  # The intact agent once (severity 0 of the first fault), then every fault's own conditions.
+  first = evaluation.records[0].fault
+  rows = [dict(r.row, fault="intact") if r.severity == 0.0 else r.row
+          for r in evaluation.records if r.severity != 0.0 or r.fault == first]
+  labels = specs or ["intact"]
+  faults = [evaluation.faults[spec] for spec in labels]
   env = run.trainer.env
   intended = int(getattr(run.trainer.env_params, "intended_goal", -1))
   print(f"run {args.run}: {run.config.env}, {run.num_seeds} seeds, {args.episodes} episodes per "
@@ -273,12 +262,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
   health_rows = []
   if args.health:
     conditions = sorted({(r["fault"], r["severity"], r["horizon"]) for r in rows},
-                        key=lambda c: (labels.index(c[0]) if c[0] in labels else -1, c[1], c[2]))
+                        key=lambda c: (labels.index(c[0]) if c[0] in labels else -1, c[1],
+                                       c[2] or 0))
     for label, severity, horizon in conditions:
       spec = labels[0] if label == "intact" else label
       fault = faults[labels.index(spec)] if label != "intact" else None
-      health_rows += condition_health(run, [fault], [severity], [horizon], key=key,
-                                      fault_labels=[label])
+      health_rows += condition_health(run, [fault], [severity],
+                                      None if horizon is None else [horizon], key=key,
+                                      fault_labels=[label], fault_ids=[stable_fault_id(spec)])
     print()
     print(_format_health(health_rows, goal_names))
   if args.json:
@@ -384,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
   evaluate_cmd.add_argument("--horizon", default=None,
                             help="comma-separated planning horizons (default: training horizon)")
   evaluate_cmd.add_argument("--episodes", type=int, default=100, help="episodes per seed")
-  evaluate_cmd.add_argument("--policy", default="greedy",
-                            help="greedy, epsilon and/or boltzmann, comma-separated")
+  evaluate_cmd.add_argument("--policy", default=None,
+                            help="action selections, comma-separated (the planner: greedy, "
+                                 "epsilon, boltzmann; a policy: greedy, sample); default: greedy")
   evaluate_cmd.add_argument("--match-drop", type=float, default=None,
                             help="calibrate each fault's severity to this drop in intended-goal "
                                  "success (matched damage) instead of --severity")

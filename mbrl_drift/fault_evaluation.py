@@ -342,15 +342,16 @@ def _nanmean(values: Sequence[float]) -> float:
 
 def condition_health(run: TrainedRun, faults: Sequence[AnyFault], severities: Sequence[float],
                      horizons: Sequence[int] | None = None, num_episodes: int = 50,
-                     key: jax.Array | None = None, fault_labels: Sequence[str] | None = None
-                     ) -> list[dict[str, Any]]:
+                     key: jax.Array | None = None, fault_labels: Sequence[str] | None = None,
+                     fault_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
   """Component health of the faulted agent for every (fault, severity, horizon).
 
   The held-out real transitions are greedy episodes of the intact agent (one batch per seed,
   recorded with observations); each faulted parameter set is the one
   :func:`evaluate_conditions` evaluates with the same ``key``. Activation faults change no
   parameters, so their world-model and value errors are those of the intact agent and are not
-  reported (``"health": None``).
+  reported (``"health": None``). ``fault_ids`` seed each fault's draws as in
+  :func:`evaluate_conditions` (default: the fault's position).
 
   Returns:
     One dict per condition: ``fault``, ``severity``, ``horizon`` and ``health``, the
@@ -382,8 +383,9 @@ def condition_health(run: TrainedRun, faults: Sequence[AnyFault], severities: Se
           for seed in range(run.num_seeds):
             params = jax.tree.map(lambda x: x[seed], run.params)
             if fault is not None:
+              fault_id = f if fault_ids is None else int(fault_ids[f])
               key_fault = jax.random.fold_in(
-                  jax.random.fold_in(jax.random.fold_in(key, seed), 1), f)
+                  jax.random.fold_in(jax.random.fold_in(key, seed), 1), fault_id)
               params = _reference_for_seed(fault, jnp.int32(seed), params)(
                   key_fault, params, jnp.float32(severity))
             episodes = jax.tree.map(lambda x: x[seed], held_out)
@@ -395,3 +397,202 @@ def condition_health(run: TrainedRun, faults: Sequence[AnyFault], severities: Se
           row["health"] = {name: _nanmean([h[name] for h in per_seed]) for name in per_seed[0]}
         rows.append(row)
   return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The one pipeline: fault requests -> typed condition records (CLI, sweeps, pytest plugin)
+# ---------------------------------------------------------------------------------------------
+
+INTACT = "intact"
+#: Below this many seeds an aggregate over seeds carries its per-seed values and range only, no
+#: bootstrap interval (a bootstrap over 2 or 4 seeds is just their range).
+MIN_SEEDS_FOR_INTERVAL = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultRequest:
+  """What to evaluate of one fault.
+
+  Attributes:
+    spec: a fault spec (``"value:gaussian(scale=0.5)"``), or ``"intact"`` for the unbroken agent.
+    severities: severities to evaluate (0, the intact agent, is always evaluated too).
+    matched_drops: drops in intended-goal success to calibrate a severity for (matched damage).
+  """
+
+  spec: str
+  severities: tuple[float, ...] = ()
+  matched_drops: tuple[float, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionRecord:
+  """One evaluated condition, the same for every front end.
+
+  Attributes:
+    fault: the fault spec (``"intact"`` for the unbroken agent).
+    severity: the severity evaluated (the calibrated one for matched damage).
+    horizon: the planning depth (``None`` for an agent without a depth axis).
+    policy: the action selection.
+    target_drop: the matched-damage target the severity was calibrated for, else ``None``.
+    calibration: that calibration (:class:`~mbrl_drift.faults.CalibrationResult`), else ``None``.
+    metrics: flat ``"group/name"`` dict: outcomes (means over seeds, with ``/per_seed`` lists),
+      non-finite counts, the behaviour metrics and the aggregates over seeds
+      (``seeds/<name>_iqm``, ``_min``, ``_max``; ``_ci_low`` / ``_ci_high`` from
+      :data:`MIN_SEEDS_FOR_INTERVAL` seeds up).
+    label: the failure label (``None`` without behaviour metrics).
+    label_reasons: why.
+    row: the :meth:`ConditionResults.rows` row it came from (for tables and JSON).
+    position: ``(f, s, h, p)`` indices of its trajectories in the results.
+  """
+
+  fault: str
+  severity: float
+  horizon: int | None
+  policy: str
+  target_drop: float | None
+  calibration: Any
+  metrics: dict[str, Any]
+  label: str | None
+  label_reasons: tuple[str, ...]
+  row: dict[str, Any]
+  position: tuple[int, int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultEvaluation:
+  """Output of :func:`evaluate_faults`.
+
+  Attributes:
+    records: one :class:`ConditionRecord` per (fault, severity or matched drop, horizon,
+      policy), each fault's severity 0 (its intact reference) included.
+    results: the underlying :class:`ConditionResults` (trajectories of every condition).
+    calibrations: ``(spec, target_drop) -> CalibrationResult`` of every matched drop.
+    faults: spec -> the parsed fault (``None`` for ``"intact"``).
+  """
+
+  records: list[ConditionRecord]
+  results: ConditionResults
+  calibrations: dict[tuple[str, float], Any]
+  faults: dict[str, Any]
+
+
+def seed_aggregates(name: str, per_seed: Sequence[float], key: jax.Array) -> dict[str, float]:
+  """Aggregates of one metric over seeds: IQM, range, and an interval from enough seeds.
+
+  Args:
+    name: the metric's short name (``"intended_success"``).
+    per_seed: its value for each seed.
+    key: PRNG key of the bootstrap.
+
+  Returns:
+    ``seeds/<name>_iqm``, ``_min`` and ``_max``; ``_ci_low`` / ``_ci_high`` (percentile
+    bootstrap of the IQM over seeds, Agarwal et al. 2021) only with at least
+    :data:`MIN_SEEDS_FOR_INTERVAL` seeds.
+  """
+  values = np.asarray(per_seed, np.float32)
+  out = {f"seeds/{name}_iqm": float(metrics_lib.interquartile_mean(values)),
+         f"seeds/{name}_min": float(np.min(values)), f"seeds/{name}_max": float(np.max(values))}
+  if values.shape[0] >= MIN_SEEDS_FOR_INTERVAL:
+    interval = metrics_lib.iqm_ci(key, values)
+    out[f"seeds/{name}_iqm_ci_low"] = float(interval.low)
+    out[f"seeds/{name}_iqm_ci_high"] = float(interval.high)
+  return out
+
+
+def _record_metrics(row: dict[str, Any], key: jax.Array) -> dict[str, Any]:
+  """The one merge of a row's metrics: outcomes and counts, then behaviour, then seeds."""
+  metrics = {name: value for name, value in row.items()
+             if name.startswith(("outcome/", "nonfinite/"))}
+  metrics.update(row.get("behaviour") or {})
+  for name in ("outcome/intended_success", "outcome/mean_return"):
+    metrics.update(seed_aggregates(name.split("/", 1)[1], row[name + "/per_seed"], key))
+  return metrics
+
+
+def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
+                    horizons: Sequence[int] | None = None, policies: Sequence[str] | None = None,
+                    episodes: int = 100, key: jax.Array | None = None, *,
+                    calibration_episodes: int | None = None,
+                    known_calibrations: dict[tuple[str, float], Any] | None = None,
+                    thresholds: metrics_lib.FailureThresholds | None = None,
+                    resolve_spec: Any = None) -> FaultEvaluation:
+  """Evaluates a trained run under faults: parse, calibrate, evaluate, label, one record each.
+
+  Every front end (``mbrl-drift evaluate``, the sweep runner, the pytest plugin) calls this,
+  so they agree: a fault draws its noise from its stable id (:func:`stable_fault_id` of its
+  spec) in calibration and in evaluation alike, every condition of a seed shares its episode
+  starts and random numbers, and metrics merge in one order (:func:`_record_metrics`).
+
+  Args:
+    run: the trained run.
+    requests: the faults with their severities and matched drops (``"intact"`` allowed).
+    horizons: planning depths (default: the agent's training depth; ignored without a depth
+      axis). Matched damage is calibrated at the first.
+    policies: action selections (default: the agent's first, greedy). Matched damage is
+      calibrated with the first.
+    episodes: episodes per condition and seed.
+    key: PRNG key (default ``key(0)``).
+    calibration_episodes: episodes per seed of each calibration step (default ``episodes``).
+    known_calibrations: ``(spec, drop) -> calibration`` already known (e.g. stored by a sweep;
+      anything with a ``severity``): not calibrated again.
+    thresholds: failure-label thresholds (defaults when ``None``).
+    resolve_spec: ``spec -> spec`` applied before parsing (e.g. a sweep's ``run=@name``).
+
+  Returns:
+    A :class:`FaultEvaluation`.
+
+  Raises:
+    ValueError: a malformed fault spec, a target the agent does not have, a horizon or policy
+      the agent does not support (each message lists the valid choices).
+  """
+  key = jax.random.key(0) if key is None else key
+  axes = run.trainer.agent.eval_axes
+  policies = list(policies) if policies else [axes.selections[0]]
+  depths = None if axes.depth_name is None else (
+      list(horizons) if horizons else [axes.depth_default])
+  specs = list(dict.fromkeys(r.spec for r in requests))
+  specs.sort(key=lambda s: s != INTACT)
+  resolve = resolve_spec or (lambda spec: spec)
+  parsed = {s: None if s == INTACT else parse_faults(run, [resolve(s)])[0] for s in specs}
+
+  calibrations = dict(known_calibrations or {})
+  for request in requests:
+    for drop in request.matched_drops:
+      if (request.spec, drop) in calibrations:
+        continue
+      calibrations[(request.spec, drop)] = calibrate_fault(
+          run, parsed[request.spec], drop, horizon=None if depths is None else depths[0],
+          policy=policies[0], num_episodes=calibration_episodes or episodes, key=key,
+          fault_id=stable_fault_id(request.spec))
+
+  as_float32 = lambda value: float(np.float32(value))
+  wanted: dict[str, list[tuple[float, float | None]]] = {s: [(0.0, None)] for s in specs}
+  for request in requests:
+    wanted[request.spec] += [(as_float32(s), None) for s in request.severities]
+    wanted[request.spec] += [(as_float32(calibrations[(request.spec, d)].severity), d)
+                             for d in request.matched_drops]
+  severity_rows = {s: sorted({severity for severity, _ in wanted[s]}) for s in specs}
+  width = max(len(r) for r in severity_rows.values())
+  table = [r + [r[-1]] * (width - len(r)) for r in severity_rows.values()]
+  results = evaluate_conditions(run, [parsed[s] for s in specs], table, depths, policies,
+                                episodes, key, fault_labels=specs,
+                                fault_ids=[stable_fault_id(s) for s in specs])
+  rows = results.rows(run.trainer.env, run.trainer.env_params, key=jax.random.fold_in(key, 11),
+                      thresholds=thresholds)
+  by_condition = {(r["fault"], r["severity"], r["horizon"], r["policy"]): r for r in rows}
+  horizon_values = [None] if depths is None else depths
+  records = []
+  for f, spec in enumerate(specs):
+    for severity, drop in dict.fromkeys(wanted[spec]):
+      s = severity_rows[spec].index(severity)
+      for h, horizon in enumerate(horizon_values):
+        for p, policy in enumerate(policies):
+          row = by_condition[(spec, severity, horizon, policy)]
+          records.append(ConditionRecord(
+              fault=spec, severity=severity, horizon=horizon, policy=policy, target_drop=drop,
+              calibration=None if drop is None else calibrations[(spec, drop)],
+              metrics=_record_metrics(row, jax.random.fold_in(key, 13)),
+              label=row.get("label"), label_reasons=tuple(row.get("label_reasons", ())),
+              row=row, position=(f, s, h, p)))
+  return FaultEvaluation(records=records, results=results, calibrations=calibrations,
+                         faults=parsed)

@@ -845,16 +845,17 @@ def _resolve_config(config: Any) -> Any:
 
 def evaluate_faults(run: Any, faults: Sequence[str], severities: Sequence[float],
                     horizons: Sequence[int] | None = None,
-                    policies: Sequence[str] = ("greedy",), episodes: int = 64,
+                    policies: Sequence[str] | None = None, episodes: int = 64,
                     key_seed: int = 0, thresholds: Any = None) -> list[Condition]:
   """Evaluates a trained run under faults: one :class:`Condition` per (fault, severity,
   horizon, policy).
 
   Severity 0 is always evaluated (added when missing): it is the intact agent, the reference
   of each fault's failure labels, and what ``lookup(conditions, fault="intact")`` returns.
-  Every condition of a seed shares its episode starts and random numbers
-  (:func:`mbrl_drift.fault_evaluation.evaluate_conditions`), so differences between conditions
-  come from the faults alone, and per-seed values of two conditions pair up.
+  The evaluation is :func:`mbrl_drift.fault_evaluation.evaluate_faults`, the pipeline the CLI
+  and the sweep runner use too: every condition of a seed shares its episode starts and random
+  numbers, so differences between conditions come from the faults alone, and per-seed values of
+  two conditions pair up.
 
   Args:
     run: a :class:`~mbrl_drift.runs.TrainedRun`.
@@ -862,7 +863,7 @@ def evaluate_faults(run: Any, faults: Sequence[str], severities: Sequence[float]
       ``"intact"`` for none).
     severities: severities to evaluate.
     horizons: planning horizons (default: the run's training horizon).
-    policies: action selections (``"greedy"``, ``"epsilon"``, ``"boltzmann"``).
+    policies: action selections of the run's agent (default: its first, greedy).
     episodes: episodes per condition and seed.
     key_seed: seed of the evaluation's PRNG key (episodes, fault noise, bootstrap).
     thresholds: :class:`~mbrl_drift.metrics.FailureThresholds` of the labels (defaults when
@@ -876,22 +877,20 @@ def evaluate_faults(run: Any, faults: Sequence[str], severities: Sequence[float]
   """
   import jax
 
-  from mbrl_drift.fault_evaluation import evaluate_conditions, parse_faults
+  from mbrl_drift import fault_evaluation
 
   specs = list(faults)
   if not specs:
     raise ValueError("faults is empty; give at least one fault spec (or 'intact')")
-  parsed = [None if spec == "intact" else spec for spec in specs]
-  weight_specs = [spec for spec in parsed if spec is not None]
-  parsed_faults = iter(parse_faults(run, weight_specs))
-  fault_objects = [None if spec is None else next(parsed_faults) for spec in parsed]
-  grid = sorted({0.0, *(float(s) for s in severities)})
-  key = jax.random.key(key_seed)
-  results = evaluate_conditions(run, fault_objects, grid, horizons, policies, episodes, key,
-                                fault_labels=specs)
-  rows = results.rows(run.trainer.env, run.trainer.env_params, key=jax.random.fold_in(key, 1),
-                      thresholds=thresholds)
-  return [Condition.from_row(row) for row in rows]
+  requests = [fault_evaluation.FaultRequest(spec, severities=tuple(float(s) for s in severities))
+              for spec in specs]
+  evaluation = fault_evaluation.evaluate_faults(run, requests, horizons, policies, episodes,
+                                                jax.random.key(key_seed), thresholds=thresholds)
+  return [Condition(fault=r.fault, severity=r.severity, horizon=r.horizon, policy=r.policy,
+                    metrics=r.metrics, label=r.label, label_reasons=r.label_reasons)
+          for r in sorted(evaluation.records,
+                          key=lambda r: (specs.index(r.fault), r.severity, r.horizon or 0,
+                                         r.policy))]
 
 
 __all__ = [

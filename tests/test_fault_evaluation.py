@@ -174,3 +174,39 @@ def test_cli_health_separates_value_faults_from_world_model_faults(tiny_run_dir,
   assert dynamics_fault["health/latent_error_1"] != intact["health/latent_error_1"]
   assert value_fault["health/value_abs_error"] != intact["health/value_abs_error"]
   assert dynamics_fault["health/value_abs_error"] == intact["health/value_abs_error"]
+
+
+def test_seed_aggregates_give_an_interval_only_from_ten_seeds():
+  from mbrl_drift.fault_evaluation import MIN_SEEDS_FOR_INTERVAL, seed_aggregates
+
+  few = seed_aggregates("success", [0.82, 0.78, 0.13, 0.15], jax.random.key(0))
+  assert set(few) == {"seeds/success_iqm", "seeds/success_min", "seeds/success_max"}
+  assert few["seeds/success_min"] == pytest.approx(0.13)
+  assert few["seeds/success_max"] == pytest.approx(0.82)
+  many = seed_aggregates("success", np.linspace(0.0, 1.0, MIN_SEEDS_FOR_INTERVAL),
+                         jax.random.key(0))
+  assert many["seeds/success_iqm_ci_low"] <= many["seeds/success_iqm"]
+  assert many["seeds/success_iqm"] <= many["seeds/success_iqm_ci_high"]
+
+
+def test_cli_sweep_and_plugin_share_one_pipeline(tiny_run_dir):
+  """A fault evaluated by the pipeline draws the same noise whatever else is evaluated with it,
+  so a front end evaluating it alone (the plugin) and among others (a sweep) agree."""
+  from mbrl_drift import testing
+  from mbrl_drift.fault_evaluation import FaultRequest, evaluate_faults
+  from mbrl_drift.runs import load_run
+
+  run = load_run(tiny_run_dir)
+  spec = "value:gaussian(scale=1.0)"
+  alone = evaluate_faults(run, [FaultRequest(spec, severities=(0.5,))], episodes=8)
+  among = evaluate_faults(run, [FaultRequest("world_model/reward:signflip", severities=(1.0,)),
+                                FaultRequest(spec, severities=(0.5,))], episodes=8)
+  pick = lambda evaluation: next(r for r in evaluation.records
+                                 if r.fault == spec and r.severity == 0.5)
+  first, second = pick(alone).metrics, pick(among).metrics
+  assert first.keys() == second.keys()
+  for name in first:
+    np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(second[name]), err_msg=name)
+  conditions = testing.evaluate_faults(run, [spec], [0.5], episodes=8)
+  plugin = next(c for c in conditions if c.severity == 0.5)
+  assert plugin["outcome/intended_success"] == pick(alone).metrics["outcome/intended_success"]

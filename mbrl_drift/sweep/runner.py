@@ -122,85 +122,47 @@ def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Tria
   """
   import jax
 
-  from mbrl_drift import metrics as metrics_lib
-  from mbrl_drift.fault_evaluation import (calibrate_fault, evaluate_conditions, parse_faults,
-                                           stable_fault_id)
+  from mbrl_drift.fault_evaluation import FaultRequest, evaluate_faults
   from mbrl_drift.runs import enable_compilation_cache, load_run
 
   enable_compilation_cache(cache_dir)
   root = Path(sweep_dir)
   train_s = _train_job(root, job)
   run = load_run(root / job.run_dir)
-  env, env_params = run.trainer.env, run.trainer.env_params
   key = jax.random.key(spec.eval_seed)
   axes = run.trainer.agent.eval_axes
   horizons = [None] if axes.depth_name is None else (list(spec.horizons) or [axes.depth_default])
 
-  # -- parse the faults of the pending trials (intact first) -------------------------------------
+  # -- one request per pending fault: its severities and matched drops --------------------------
   specs = list(dict.fromkeys(t.fault for t in trials))
-  specs.sort(key=lambda s: s != INTACT)
-  parsed = {s: None if s == INTACT else parse_faults(run, [_resolve_references(s, root, job)])[0]
-            for s in specs}
-
-  # -- matched damage: calibrate the severities not yet known ------------------------------------
-  start = time.time()
+  requests = [FaultRequest(
+      spec=s, severities=tuple(t.severity for t in trials if t.fault == s and t.target_drop is None),
+      matched_drops=tuple(dict.fromkeys(t.target_drop for t in trials
+                                        if t.fault == s and t.target_drop is not None)))
+      for s in specs]
   known = dict(calibrations)
-  new_calibrations = []
-  for trial in trials:
-    point = (trial.fault, trial.target_drop)
-    if trial.target_drop is None or point in known:
-      continue
-    result = calibrate_fault(run, parsed[trial.fault], trial.target_drop, horizon=horizons[0],
-                             policy=axes.selections[0], num_episodes=spec.calibration_episodes, key=key,
-                             fault_id=stable_fault_id(trial.fault))
-    known[point] = Calibration(float(result.severity), float(result.drop), bool(result.reached))
-    new_calibrations.append((trial.fault, trial.target_drop, known[point]))
-  calibrate_s = time.time() - start
-
-  # -- evaluate every pending fault at all its severities in one call ----------------------------
   start = time.time()
-
-  def severity_of(trial: Trial) -> float:
-    value = trial.severity if trial.target_drop is None else known[
-        (trial.fault, trial.target_drop)].severity
-    return float(np.float32(value))
-
-  rows_per_fault = {s: sorted({0.0} | {severity_of(t) for t in trials if t.fault == s})
-                    for s in specs}
-  width = max(len(r) for r in rows_per_fault.values())
-  table = [r + [r[-1]] * (width - len(r)) for r in rows_per_fault.values()]
-  policies = list(spec.policies)
-  results = evaluate_conditions(
-      run, [parsed[s] for s in specs], table, None if axes.depth_name is None else horizons,
-      policies, spec.episodes, key,
-      fault_labels=specs, fault_ids=[stable_fault_id(s) for s in specs])
-  rows = results.rows(env, env_params, key=jax.random.fold_in(key, 11))
+  evaluation = evaluate_faults(
+      run, requests, None if axes.depth_name is None else horizons, list(spec.policies),
+      spec.episodes, key, calibration_episodes=spec.calibration_episodes,
+      known_calibrations=known, resolve_spec=lambda s: _resolve_references(s, root, job))
   evaluate_s = time.time() - start
+  new_calibrations = [(s, d, Calibration(float(c.severity), float(c.drop), bool(c.reached)))
+                      for (s, d), c in evaluation.calibrations.items() if (s, d) not in known]
 
-  by_condition = {}
-  for row in rows:
-    by_condition.setdefault((row["fault"], row["severity"], row["horizon"], row["policy"]), row)
+  by_trial = {(r.fault, r.target_drop, r.severity if r.target_drop is None else None, r.horizon,
+               r.policy): r for r in evaluation.records}
   records = []
   for trial in trials:
-    severity = severity_of(trial)
-    row = by_condition[(trial.fault, severity, trial.horizon, trial.policy)]
-    f = specs.index(trial.fault)
-    s = rows_per_fault[trial.fault].index(severity)
-    h, p = horizons.index(trial.horizon), policies.index(trial.policy)
-    component, fault_name = _describe(parsed[trial.fault])
-    metrics = {**row.get("behaviour", {})}
-    metrics.update({k: v for k, v in row.items()
-                    if k.startswith(("outcome/", "nonfinite/"))})
-    for name in ("outcome/intended_success", "outcome/mean_return"):
-      per_seed = np.asarray(row[name + "/per_seed"], np.float32)
-      interval = metrics_lib.iqm_ci(jax.random.fold_in(key, 13), per_seed)
-      short = name.split("/", 1)[1]
-      metrics[f"seeds/{short}_iqm"] = float(metrics_lib.interquartile_mean(per_seed))
-      metrics[f"seeds/{short}_iqm_ci_low"] = float(interval.low)
-      metrics[f"seeds/{short}_iqm_ci_high"] = float(interval.high)
-    calibration = known.get((trial.fault, trial.target_drop))
-    trajectories = results.trajectories
+    severity = None if trial.target_drop is not None else float(np.float32(trial.severity))
+    record = by_trial[(trial.fault, trial.target_drop, severity, trial.horizon, trial.policy)]
+    component, fault_name = _describe(evaluation.faults[trial.fault])
+    calibration = None if record.calibration is None else Calibration(
+        float(record.calibration.severity), float(record.calibration.drop),
+        bool(record.calibration.reached))
+    trajectories = evaluation.results.trajectories
     sample = slice(0, spec.sample_episodes)
+    f, s, h, p = record.position
     pick = lambda x: np.asarray(x[f, s, h, p, 0, sample]).tolist()
     records.append({
         "trial_id": trial.trial_id,
@@ -209,20 +171,19 @@ def execute_job(sweep_dir: str, spec: SweepSpec, job: Job, trials: Sequence[Tria
         "config": {
             "sweep": spec.name, "env": job.env, "env_kwargs": [list(kv) for kv in
                                                               job.config.env_kwargs],
-            "variant": job.variant, "seeds": job.seeds, "fault": trial.fault,
-            "component": component, "fault_name": fault_name, "severity": severity,
-            "target_drop": trial.target_drop, "horizon": trial.horizon,
-            "policy": trial.policy, "episodes": trial.episodes,
+            "variant": job.variant, "agent": job.config.agent_kind, "seeds": job.seeds,
+            "fault": trial.fault, "component": component, "fault_name": fault_name,
+            "severity": record.severity, "target_drop": trial.target_drop,
+            "horizon": trial.horizon, "policy": trial.policy, "episodes": trial.episodes,
             "calibration": None if calibration is None else dataclasses.asdict(calibration),
         },
-        "metrics": metrics,
-        "label": row.get("label"),
-        "label_reasons": row.get("label_reasons", []),
+        "metrics": dict(record.metrics),
+        "label": record.label,
+        "label_reasons": list(record.label_reasons),
         "sample": {"seed": 0, "state_index": pick(trajectories.state_index),
                    "position": pick(trajectories.position), "length": pick(trajectories.length),
                    "reached_goal": pick(trajectories.reached_goal)},
-        "timings": {"train_s": round(train_s, 3), "calibrate_s": round(calibrate_s, 3),
-                    "evaluate_s": round(evaluate_s, 3),
+        "timings": {"train_s": round(train_s, 3), "evaluate_s": round(evaluate_s, 3),
                     "trial_s": round(evaluate_s / max(len(trials), 1), 4)},
     })
   return {"job_id": job.job_id, "train_s": train_s, "calibrations": new_calibrations,
