@@ -46,6 +46,11 @@ class ConditionResults:
     nonfinite_params: ``[F, S, H, P, seeds]`` count of non-finite parameters after the fault.
     intended_goal: the run's intended goal (``-1`` without goals).
     num_goals: ``K``.
+    has_depth: whether the agent has a depth axis.
+    policy_tables: for a run with a fine-tuning base on a tabular environment, ``[F, S, H, P,
+      seeds, 3, num_states, A]`` the action probabilities of the faulted agent, its base and the
+      healthy fine-tuned agent on every tabular state (under the condition's selection rule);
+      ``None`` otherwise.
   """
 
   fault_labels: tuple[str, ...]
@@ -58,6 +63,7 @@ class ConditionResults:
   intended_goal: int
   num_goals: int
   has_depth: bool = True
+  policy_tables: np.ndarray | None = None
 
   def outcomes(self) -> dict[str, np.ndarray]:
     """Flat ``"outcome/..."`` dict of ``[F, S, H, P, seeds]`` arrays (see ``outcome_summary``)."""
@@ -102,6 +108,8 @@ class ConditionResults:
         behaviour = metrics_lib.behaviour_metrics(key, pooled, env, env_params, context=context)
         behaviour = {name: np.asarray(value).item() for name, value in behaviour.items()
                      if np.asarray(value).size == 1}
+        if self.policy_tables is not None and context is not None:
+          behaviour.update(_reversion_metrics(self.policy_tables[f, s, h, p], context))
         reference = healthy.setdefault((f, h, p), behaviour) if row["severity"] == 0.0 else (
             healthy.get((f, h, p)))
         label = metrics_lib.classify_failure(behaviour, thresholds, reference)
@@ -112,6 +120,26 @@ class ConditionResults:
     rows.sort(key=lambda r: (self.fault_labels.index(r["fault"]), r["severity"],
                              r["horizon"] or 0, self.policies.index(r["policy"])))
     return rows
+
+
+def _reversion_metrics(tables: np.ndarray, context: Any) -> dict[str, float]:
+  """Policy comparisons of one condition, averaged over seeds.
+
+  Args:
+    tables: ``[seeds, 3, num_states, A]`` faulted, base and healthy fine-tuned policies.
+    context: the environment's :class:`~mbrl_drift.metrics.TabularContext`.
+
+  Returns:
+    ``reference/<name>`` JS distances (base, healthy, uniform, each goal's oracle),
+    ``policy/entropy``, ``drift/kl_to_base`` and ``reversion/coefficient`` / ``residual``
+    (:func:`mbrl_drift.metrics.policy_metrics`), means over seeds.
+  """
+  references = metrics_lib.reference_policies(context)
+  weights = (~np.asarray(context.mdp.terminal)).astype(np.float32)
+  per_seed = [metrics_lib.policy_metrics(jnp.asarray(t[0]), references, jnp.asarray(t[1]),
+                                         jnp.asarray(t[2]), jnp.asarray(weights))
+              for t in tables]
+  return {name: float(np.mean([float(m[name]) for m in per_seed])) for name in per_seed[0]}
 
 
 def _reference_for_seed(fault: AnyFault, seed: jax.Array, seed_params: Any) -> AnyFault:
@@ -245,11 +273,12 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
                                          range(num_seeds))), np.int32)
   if temperature is None:
     temperature = 0.0  # the agent's own default
-  trajectories, nonfinite = _evaluate_grid(
+  probe_obs = _reversion_probe_states(agent, env, env_params, run.params)
+  trajectories, nonfinite, tables = _evaluate_grid(
       faults, run.params, env_params, jnp.asarray(grid), jnp.asarray(severity_table),
       jnp.asarray(fault_ids, jnp.int32),
       jnp.asarray(horizons, jnp.int32), jnp.asarray(selections, jnp.int32), key,
-      jnp.float32(epsilon), jnp.float32(temperature), agent=agent, env=env,
+      jnp.float32(epsilon), jnp.float32(temperature), probe_obs, agent=agent, env=env,
       num_episodes=num_episodes, max_steps=max_steps, batch_size=batch_size)
   shape = (len(faults), severity_table.shape[1], len(horizons), len(policies), num_seeds)
   trajectories = jax.tree.map(lambda x: np.asarray(x).reshape(shape + x.shape[1:]), trajectories)
@@ -259,7 +288,9 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
       horizons=np.asarray(horizons, np.int32), policies=tuple(policies),
       trajectories=trajectories, nonfinite_params=np.asarray(nonfinite).reshape(shape),
       intended_goal=_intended_goal(env_params), num_goals=int(getattr(env, "num_goals", 0)),
-      has_depth=axes.depth_name is not None)
+      has_depth=axes.depth_name is not None,
+      policy_tables=None if tables is None else np.asarray(tables).reshape(
+          shape + tables.shape[1:]))
 
 
 @functools.partial(jax.jit, static_argnames=("agent", "env", "num_episodes", "max_steps",
@@ -267,12 +298,14 @@ def evaluate_conditions(run: TrainedRun, faults: Sequence[AnyFault],
 def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: jax.Array,
                    severities: jax.Array, fault_ids: jax.Array, horizons: jax.Array,
                    modes: jax.Array, key: jax.Array,
-                   epsilon: jax.Array, temperature: jax.Array, *, agent: Any, env: Any,
-                   num_episodes: int, max_steps: int, batch_size: int
-                   ) -> tuple[Trajectories, jax.Array]:
+                   epsilon: jax.Array, temperature: jax.Array, probe_obs: jax.Array | None, *,
+                   agent: Any, env: Any, num_episodes: int, max_steps: int, batch_size: int
+                   ) -> tuple[Trajectories, jax.Array, jax.Array | None]:
   """Compiled body of :func:`evaluate_conditions`; ``grid`` rows are (fault, severity, horizon,
   policy, seed) indices. Faults are pytree arguments, so new severities, scales or reference
-  checkpoints reuse the compilation."""
+  checkpoints reuse the compilation. With ``probe_obs`` ``[num_states, obs_dim]``, each
+  condition also returns the ``[3, num_states, A]`` action probabilities of the faulted agent,
+  its base and the healthy agent."""
   activation_faults = [f if isinstance(f, faults_lib.ActivationFault) else None for f in faults]
   weight_faults = [f if isinstance(f, faults_lib.Fault) else None for f in faults]
   has_activation = any(f is not None for f in activation_faults)
@@ -304,9 +337,37 @@ def _evaluate_grid(faults: list[AnyFault], params: Any, env_params: Any, grid: j
                     epsilon=epsilon, temperature=temperature)
     trajectories = evaluate(faulted_agent, seed_params, env, env_params, key_eval, num_episodes,
                             args, max_steps=max_steps, record_obs=False)
-    return trajectories, faults_lib.count_nonfinite(seed_params)
+    tables = None
+    if probe_obs is not None:
+      healthy_params = jax.tree.map(lambda x: x[seed], params)
+      keys = jax.random.split(jax.random.fold_in(key_seed, 3), probe_obs.shape[0])
+
+      def table(acting_agent, agent_params):
+        return jax.vmap(lambda k, o: acting_agent.act(agent_params, k, o, args).action_probs)(
+            keys, probe_obs)
+
+      tables = jnp.stack([table(faulted_agent, seed_params),
+                          table(agent, faults_lib.with_base_components(healthy_params)),
+                          table(agent, healthy_params)])
+    return trajectories, faults_lib.count_nonfinite(seed_params), tables
 
   return jax.lax.map(condition, grid, batch_size=batch_size)
+
+
+def _reversion_probe_states(agent: Any, env: Any, env_params: Any, params: Any
+                            ) -> jax.Array | None:
+  """Every tabular state's observation when the run has a fine-tuning base, a tabular
+  environment and an agent that reports discrete action probabilities; else ``None``."""
+  if not (agent.spec.discrete and hasattr(env, "tabular") and hasattr(env, "all_observations")
+          and faults_lib.components_with_base(params)):
+    return None
+  probe = jnp.asarray(env.all_observations(env_params), jnp.float32)
+  probe = probe.reshape(probe.shape[0], -1)
+  one_seed = jax.tree.map(lambda x: x[0], params)
+  out = jax.eval_shape(lambda o: agent.act(one_seed, jax.random.key(0), o,
+                                           EvalArgs(jnp.int32(1), jnp.int32(0), jnp.float32(0),
+                                                    jnp.float32(0))), probe[0])
+  return None if out.action_probs is None else probe
 
 
 def calibrate_fault(run: TrainedRun, fault: AnyFault, target_drop: float, horizon: int | None = None,

@@ -210,3 +210,34 @@ def test_cli_sweep_and_plugin_share_one_pipeline(tiny_run_dir):
   conditions = testing.evaluate_faults(run, [spec], [0.5], episodes=8)
   plugin = next(c for c in conditions if c.severity == 0.5)
   assert plugin["outcome/intended_success"] == pick(alone).metrics["outcome/intended_success"]
+
+
+def test_a_run_with_a_base_gets_reversion_metrics_and_the_base_is_its_fixed_point(tiny_run_dir):
+  """Moving the fine-tuning delta all the way back (delta_scale at severity 1) gives the base:
+  reversion coefficient 0 and JS distance 0 to the base; severity 0 is the healthy agent."""
+  import dataclasses
+
+  from mbrl_drift.fault_evaluation import FaultRequest, evaluate_faults
+
+  run = load_run(tiny_run_dir)
+  # A base whose value function differs from the run's: the run reads as fine-tuned from it.
+  base_value = jax.tree.map(lambda x: -x, run.params["value"])
+  params = {**run.params, "base": {"value": base_value}}
+  run = dataclasses.replace(run, state=run.state.replace(params=params))
+  evaluation = evaluate_faults(run, [FaultRequest("value:delta_scale", severities=(1.0,))],
+                               policies=["boltzmann"], episodes=8)
+  by_severity = {r.severity: r.metrics for r in evaluation.records}
+  reverted, healthy = by_severity[1.0], by_severity[0.0]
+  assert reverted["reference/base"] == pytest.approx(0.0, abs=1e-6)
+  assert reverted["reversion/coefficient"] == pytest.approx(0.0, abs=0.01)
+  assert healthy["reference/healthy"] == pytest.approx(0.0, abs=1e-6)
+  assert healthy["reversion/coefficient"] == pytest.approx(1.0, abs=0.01)
+  assert healthy["reference/base"] > 0.05
+
+
+def test_a_run_without_a_base_has_no_reversion_keys(tiny_run_dir):
+  from mbrl_drift.fault_evaluation import FaultRequest, evaluate_faults
+
+  evaluation = evaluate_faults(load_run(tiny_run_dir), [FaultRequest("intact")], episodes=4)
+  assert not any(name.startswith("reversion/") for name in evaluation.records[0].metrics)
+  assert evaluation.results.policy_tables is None

@@ -27,7 +27,13 @@ from mbrl_drift.faults.activation import (
     stuck_activations,
 )
 from mbrl_drift.faults.calibrate import CalibrationResult, calibrate_severity, isotonic_fit
-from mbrl_drift.faults.delta import components_with_base, delta_dropout, delta_noise, delta_scale
+from mbrl_drift.faults.delta import (
+    components_with_base,
+    delta_dropout,
+    delta_noise,
+    delta_scale,
+    with_base_components,
+)
 from mbrl_drift.faults.paths import component_paths, match_components, resolve_target
 from mbrl_drift.faults.spec import (
     REQUIRED,
@@ -80,6 +86,7 @@ __all__ = [
     "delta_dropout",
     "delta_noise",
     "delta_scale",
+    "with_base_components",
     "ActivationFault",
     "CalibrationResult",
     "Fault",

@@ -46,6 +46,15 @@ def components_with_base(params: Params) -> tuple[str, ...]:
   return tuple(found)
 
 
+def with_base_components(params: Params) -> Params:
+  """``params`` with every fine-tuned component replaced by its frozen base copy: the base
+  (pre-fine-tuning) agent. Components without a base are unchanged."""
+  out = params
+  for component in components_with_base(params):
+    out = {**out, component: params["base"][component]}
+  return out
+
+
 def _delta_pairs(fault: Fault, params: Params) -> list[tuple[str, dict, dict]]:
   """``(component path, own leaves, base leaves)`` of every addressed component."""
   with_base = components_with_base(params)
