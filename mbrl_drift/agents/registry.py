@@ -53,9 +53,12 @@ _REGISTRY: dict[str, AgentDef] = {}
 
 
 def register(definition: AgentDef) -> AgentDef:
-  """Adds an agent definition to the registry (its name must be new)."""
-  if definition.name in _REGISTRY and _REGISTRY[definition.name] is not definition:
-    raise ValueError(f"an agent named {definition.name!r} is already registered")
+  """Adds an agent definition to the registry (its name must be new; a module that registers
+  again, e.g. after a reload, replaces its own definition)."""
+  existing = _REGISTRY.get(definition.name)
+  if existing is not None and existing.build.__module__ != definition.build.__module__:
+    raise ValueError(f"an agent named {definition.name!r} is already registered (by "
+                     f"{existing.build.__module__})")
   _REGISTRY[definition.name] = definition
   return definition
 
