@@ -13,8 +13,10 @@ the bad field and the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import typing
 from typing import Any
 
 PLANNERS = ("exhaustive", "sampling", "cem")
@@ -24,6 +26,42 @@ ACTION_SELECTIONS = ("greedy", "epsilon", "boltzmann")
 def _require(condition: bool, field: str, value: Any, allowed: str) -> None:
   if not condition:
     raise ValueError(f"invalid config field {field}={value!r}: expected {allowed}")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+  return typing.get_type_hints(cls)
+
+
+def check_field_types(config: Any) -> None:
+  """Type-checks and canonicalises every ``bool``, ``int``, ``float`` and ``str`` field of a
+  frozen config dataclass, in place (call it first in ``__post_init__``).
+
+  A ``bool`` field takes only ``True`` / ``False`` (the string ``"false"`` is an error, not a
+  truthy value); an ``int`` field takes an int or an integral float (``128.0`` is stored as
+  ``128``); a ``float`` field takes an int or a float (stored as a float); a ``str`` field takes
+  a string. So a config has one canonical form, and ``hidden_dim=128`` and ``128.0`` are the same
+  run with the same hash.
+
+  Raises:
+    ValueError: naming the field, the value and the expected type.
+  """
+  for field in dataclasses.fields(config):
+    kind = _field_types(type(config)).get(field.name)
+    value = getattr(config, field.name)
+    if kind is bool:
+      _require(isinstance(value, bool), field.name, value, "true or false (a bool)")
+    elif kind is int:
+      integral = isinstance(value, float) and value.is_integer()
+      _require((isinstance(value, int) and not isinstance(value, bool)) or integral,
+               field.name, value, "an int")
+      object.__setattr__(config, field.name, int(value))
+    elif kind is float:
+      _require(isinstance(value, (int, float)) and not isinstance(value, bool), field.name,
+               value, "a number (float)")
+      object.__setattr__(config, field.name, float(value))
+    elif kind is str:
+      _require(isinstance(value, str), field.name, value, "a string")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +106,7 @@ class AgentConfig:
   epsilon: float = 0.1
 
   def __post_init__(self) -> None:
+    check_field_types(self)
     _require(self.latent_dim >= 1, "latent_dim", self.latent_dim, "an int >= 1")
     _require(self.hidden_dim >= 1, "hidden_dim", self.hidden_dim, "an int >= 1")
     _require(self.num_layers >= 1, "num_layers", self.num_layers, "an int >= 1")
@@ -174,6 +213,7 @@ class TrainConfig:
 
     from mbrl_drift import agents
 
+    check_field_types(self)
     for name in ("training_faults", "freeze"):
       value = getattr(self, name)
       if isinstance(value, str):  # one entry; JSON, TOML and argparse give lists
@@ -304,7 +344,10 @@ class TrainConfig:
     from mbrl_drift import agents
 
     data = dict(data)
-    agent_type = agents.get(data.get("agent_kind", "planner")).config_type
+    kind = data.get("agent_kind", "planner")
+    _require(isinstance(kind, str) and kind in agents.names(), "agent_kind", kind,
+             f"one of {list(agents.names())}")
+    agent_type = agents.get(kind).config_type
     agent_fields = {f.name for f in dataclasses.fields(agent_type)}
     train_fields = {f.name for f in dataclasses.fields(cls)}
     agent_data = data.pop("agent", {}) or {}
