@@ -24,6 +24,9 @@ import numpy as np
 CHECKPOINT_NAME = "checkpoint.npz"
 CONFIG_NAME = "config.json"
 _HEADER_KEY = "__header__"
+#: Layout version of the checkpoint files this code writes and reads (``header["format"]``).
+#: Checkpoints written before the field existed have the same layout and count as format 1.
+CHECKPOINT_FORMAT = 1
 _KEY_SUFFIX = "::prng_key"
 
 
@@ -68,7 +71,8 @@ def save_checkpoint(path: Path, state: Any, header: dict[str, Any]) -> None:
   Args:
     path: destination ``.npz`` file.
     state: pytree of arrays; typed PRNG keys are stored as their key data.
-    header: metadata stored next to the arrays (config, version, progress).
+    header: metadata stored next to the arrays (config, version, progress); the layout
+      version ``"format"`` is added.
   """
   arrays: dict[str, np.ndarray] = {}
   for name, leaf in _flatten(state).items():
@@ -76,6 +80,7 @@ def save_checkpoint(path: Path, state: Any, header: dict[str, Any]) -> None:
       arrays[name + _KEY_SUFFIX] = np.asarray(jax.random.key_data(leaf))
     else:
       arrays[name] = np.asarray(leaf)
+  header = {**header, "format": CHECKPOINT_FORMAT}
   arrays[_HEADER_KEY] = np.frombuffer(json.dumps(header, default=str).encode(), dtype=np.uint8)
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
@@ -100,9 +105,17 @@ def _open_npz(path: Path):
 
 def _header(data: Any, path: Path) -> dict[str, Any]:
   try:
-    return json.loads(bytes(data[_HEADER_KEY]).decode())
+    header = json.loads(bytes(data[_HEADER_KEY]).decode())
   except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
     raise CheckpointError(f"checkpoint {path} is corrupted: unreadable header ({error})") from error
+  stored_format = header.get("format", 1) if isinstance(header, dict) else None
+  if stored_format != CHECKPOINT_FORMAT:
+    raise CheckpointError(
+        f"checkpoint {path} has format {stored_format!r} (written by mbrl_drift "
+        f"{header.get('version', '?') if isinstance(header, dict) else '?'}); this mbrl_drift "
+        f"reads format {CHECKPOINT_FORMAT}: retrain the run, or load it with the version that "
+        f"wrote it")
+  return header
 
 
 def load_checkpoint(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:

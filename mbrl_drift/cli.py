@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from mbrl_drift import agents
@@ -63,20 +64,21 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
   from mbrl_drift.presets import starting_config
 
   values = vars(args)
-  definition = agents.get(args.agent)
+  agent_kind = args.agent or "planner"
+  definition = agents.get(agent_kind)
   own_fields = {f.name for f in dataclasses.fields(definition.config_type)}
   given = {name[len("agent_"):]: value for name, value in values.items()
            if name.startswith("agent_") and value is not None}
   foreign = sorted(set(given) - own_fields)
   if foreign:
     raise ValueError(f"--agent-{foreign[0].replace('_', '-')} is not a setting of the "
-                     f"{args.agent!r} agent; its settings: "
+                     f"{agent_kind!r} agent; its settings: "
                      f"{', '.join('--agent-' + n.replace('_', '-') for n in sorted(own_fields))}")
   train = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
            if f.name not in ("agent", "env_kwargs", "agent_kind")
            and values.get(f.name) is not None}
   base = starting_config(train.get("env", TrainConfig.env), use_preset=not args.no_preset,
-                         agent_kind=args.agent)
+                         agent_kind=agent_kind)
   if args.freeze:
     train["freeze"] = tuple(p.strip() for p in args.freeze.split(",") if p.strip())
   return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **given),
@@ -95,12 +97,53 @@ def _format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
+def _resumed_config(args: argparse.Namespace, record: dict[str, Any]) -> TrainConfig:
+  """The stored config of the run being resumed; a flag that contradicts it is an error."""
+  stored = TrainConfig.from_dict(record["config"])
+  if args.agent is not None and args.agent != stored.agent_kind:
+    raise ValueError(f"--resume continues the stored {stored.agent_kind!r} run in {args.out}; "
+                     f"--agent {args.agent} contradicts it (drop the flag)")
+  values = vars(args)
+  given = {name: value for name, value in values.items() if value is not None}
+  agent_given = {name[len("agent_"):]: v for name, v in given.items() if name.startswith("agent_")}
+  train_given = {f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
+                 for f in dataclasses.fields(TrainConfig)
+                 if f.name in given and f.name not in ("agent", "agent_kind", "env_kwargs")}
+  if args.freeze:
+    train_given["freeze"] = tuple(p.strip() for p in args.freeze.split(",") if p.strip())
+  if args.env_arg:
+    train_given["env_kwargs"] = tuple(args.env_arg)
+  differences = [f"--{name.replace('_', '-')} {value!r} (stored: {getattr(stored, name)!r})"
+                 for name, value in train_given.items() if getattr(stored, name) != value]
+  differences += [f"--agent-{name.replace('_', '-')} {value!r} (stored: "
+                  f"{getattr(stored.agent, name, None)!r})"
+                  for name, value in agent_given.items()
+                  if getattr(stored.agent, name, object()) != value]
+  for flag, stored_value in (("seeds", record["num_seeds"]), ("seed", record.get("seed", 0))):
+    if values.get(flag) is not None and values[flag] != stored_value:
+      differences.append(f"--{flag} {values[flag]} (stored: {stored_value})")
+  if differences:
+    raise ValueError(f"--resume continues the run stored in {args.out}; these flags contradict "
+                     f"it: {'; '.join(differences)} (drop them to resume, or train into another "
+                     f"--out)")
+  return stored
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-  from mbrl_drift.runs import enable_compilation_cache, train_run
+  from mbrl_drift.runs import enable_compilation_cache, read_run_record, train_run
 
   enable_compilation_cache()
-  config = _config_from_args(args)
-  summary = train_run(config, num_seeds=args.seeds, out_dir=args.out, seed=args.seed,
+  stored_record = None
+  if args.resume and (Path(args.out) / "config.json").exists():
+    stored_record = read_run_record(args.out)
+  if stored_record is not None:  # continue the stored run: its config, seeds and base seed
+    config = _resumed_config(args, stored_record)
+    seeds, seed = int(stored_record["num_seeds"]), int(stored_record.get("seed", 0))
+  else:
+    config = _config_from_args(args)
+    seeds = 4 if args.seeds is None else args.seeds
+    seed = 0 if args.seed is None else args.seed
+  summary = train_run(config, num_seeds=seeds, out_dir=args.out, seed=seed,
                       resume=args.resume, progress=not args.quiet, log=print)
   print(_format_summary(summary))
   return 0
@@ -324,14 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest="command", required=True)
 
   train = commands.add_parser("train", help="train an agent (many seeds at once)")
-  train.add_argument("--agent", default="planner", choices=agents.names(),
+  train.add_argument("--agent", default=None, choices=agents.names(),
                      help="the agent to train (default: planner; see `mbrl-drift agents`)")
-  train.add_argument("--seeds", type=int, default=4, help="seeds trained together (default 4)")
+  train.add_argument("--seeds", type=int, default=None,
+                     help="seeds trained together (default 4)")
   train.add_argument("--steps", type=int, default=None, dest="total_steps",
                      help="environment steps per seed (same as --total-steps)")
   train.add_argument("--out", required=True, help="run directory")
-  train.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-  train.add_argument("--resume", action="store_true", help="continue the run in --out")
+  train.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+  train.add_argument("--resume", action="store_true",
+                     help="continue the run stored in --out with its stored config, seeds and "
+                          "base seed (flags that contradict it are an error)")
   train.add_argument("--quiet", action="store_true", help="no progress bar")
   train.add_argument("--no-preset", action="store_true",
                      help="start from the plain TrainConfig defaults instead of the env's tuned "

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -188,6 +189,9 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     state, header = ckpt.load_checkpoint(checkpoint_path, template)
     chunks_done = int(header["chunks_done"])
     log(f"resuming {out} after chunk {chunks_done}/{config.num_chunks}")
+    # A run killed between writing a chunk's metrics and its checkpoint left rows of a chunk
+    # that is trained again now: keep only the rows of checkpointed chunks.
+    _truncate_metrics(out / METRICS_NAME, chunks_done)
   else:
     state = init(keys)
     (out / METRICS_NAME).unlink(missing_ok=True)
@@ -204,9 +208,11 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     with open(out / METRICS_NAME, "a") as f:
       for row in _rows(chunk, metrics, num_seeds):
         f.write(json.dumps(row) + "\n")
+    _kill_point("metrics_written", chunk)
     ckpt.save_checkpoint(checkpoint_path, state, {
         "chunks_done": chunk + 1, "num_seeds": num_seeds, "config_hash": config.config_hash(),
         "version": _version()})
+    _kill_point("checkpoint_saved", chunk)
     success = np.asarray(evaluation["outcome/intended_success"])
     bar.update(chunk + 1, f"eval success {success.mean():.2f}")
     chunks_done = chunk + 1
@@ -268,6 +274,49 @@ def base_parameters(config: TrainConfig, trainer: Trainer, num_seeds: int) -> di
                        f"{leaf.shape[1:]} does not fit this run's agent "
                        f"({expected.get(name, 'no such parameter')}); the agent configs differ")
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), base.params)
+
+
+#: ``$MBRL_DRIFT_KILL_POINT=NAME:CHUNK`` SIGKILLs the training process at that named point of
+#: that chunk (``metrics_written``: after the chunk's metric rows, before its checkpoint;
+#: ``checkpoint_saved``: after its checkpoint): fixed, repeatable kill points for tests.
+KILL_POINT_ENV = "MBRL_DRIFT_KILL_POINT"
+
+
+def _kill_point(name: str, chunk: int) -> None:
+  if os.environ.get(KILL_POINT_ENV) == f"{name}:{chunk}":
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _truncate_metrics(path: Path, chunks_done: int) -> None:
+  """Keeps the metric rows of chunks before ``chunks_done`` (and drops a torn last line)."""
+  if not path.exists():
+    return
+  kept = []
+  for line in path.read_text().splitlines():
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict) and row.get("chunk", chunks_done) < chunks_done:
+      kept.append(line)
+  ckpt.atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+
+def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:
+  """The stored record of a run (``config.json``: config, seeds, base seed, base run).
+
+  Raises:
+    CheckpointError: the directory holds no run, or its record is unreadable.
+  """
+  path = Path(run_dir) / ckpt.CONFIG_NAME
+  if not path.exists():
+    raise ckpt.CheckpointError(f"{run_dir} holds no run (no {ckpt.CONFIG_NAME})")
+  try:
+    record = json.loads(path.read_text())
+    record["config"], record["num_seeds"]  # noqa: B018 (required keys)
+    return record
+  except (ValueError, KeyError, TypeError) as error:
+    raise ckpt.CheckpointError(f"{path} is corrupted or invalid: {error}") from error
 
 
 def _fold_in(keys: jax.Array, data: int) -> jax.Array:

@@ -68,7 +68,7 @@ def test_corrupted_and_mismatched_checkpoints_give_clear_errors(tmp_path):
   ckpt.save_checkpoint(path, state, {"note": "x"})
   template = jax.tree.map(lambda x: x, state)
   loaded, header = ckpt.load_checkpoint(path, template)
-  assert header == {"note": "x"}
+  assert header == {"note": "x", "format": ckpt.CHECKPOINT_FORMAT}
   np.testing.assert_array_equal(loaded["b"]["c"], state["b"]["c"])
   np.testing.assert_array_equal(jax.random.key_data(loaded["key"]),
                                 jax.random.key_data(state["key"]))
@@ -147,3 +147,66 @@ def test_unknown_env_argument_is_a_clear_error_and_writes_nothing(tmp_path, caps
   assert main(["train", "--out", str(out), *TINY_FLAGS, "--env-arg", "colour=red"]) == 2
   assert "env_kwargs" in capsys.readouterr().err
   assert not out.exists()
+
+
+def test_a_checkpoint_of_another_format_is_a_clear_error(tmp_path):
+  path = tmp_path / "c.npz"
+  ckpt.save_checkpoint(path, {"a": np.zeros(2)}, {"version": "9.9"})
+  data = dict(np.load(path))
+  data["__header__"] = np.frombuffer(json.dumps({"format": 2, "version": "9.9"}).encode(),
+                                     np.uint8)
+  np.savez(path, **data)
+  with pytest.raises(ckpt.CheckpointError, match=r"has format 2 \(written by mbrl_drift 9.9\); "
+                                                 r"this mbrl_drift reads format 1"):
+    ckpt.load_checkpoint(path, {"a": np.zeros(2)})
+
+
+def test_a_run_killed_between_metrics_and_checkpoint_resumes_with_out_and_resume_alone(
+    tmp_path, tiny_run_dir, capsys):
+  """SIGKILL at a fixed point (chunk 0's metric rows written, its checkpoint not), then
+  ``mbrl-drift train --out DIR --resume`` with no other flag: the stored config, seeds and base
+  seed continue the run, which ends identical to an uninterrupted one, with no duplicated rows."""
+  import os
+  import subprocess
+  import sys
+
+  from mbrl_drift.runs import KILL_POINT_ENV
+
+  out = tmp_path / "killed"
+  command = [sys.executable, "-m", "mbrl_drift.cli", "train", "--seeds", "2", "--out", str(out),
+             *TINY_FLAGS]
+  killed = subprocess.run(command, env={**os.environ, KILL_POINT_ENV: "metrics_written:0"},
+                          capture_output=True, text=True)
+  assert killed.returncode == -9, killed.stderr
+  rows = (out / "metrics.jsonl").read_text().splitlines()
+  assert len(rows) == 2 and not (out / "checkpoint.npz").exists()
+
+  assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+  resumed, finished = load_run(out).state, load_run(tiny_run_dir).state
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(finished)):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      a, b = jax.random.key_data(a), jax.random.key_data(b)
+    np.testing.assert_array_equal(a, b)
+  assert (out / "metrics.jsonl").read_text() == (tiny_run_dir / "metrics.jsonl").read_text()
+
+
+def test_resume_keeps_only_checkpointed_chunks_rows(tmp_path, tiny_train_config, tiny_run_dir):
+  """Rows of a chunk trained again after a kill at 'checkpoint_saved' are not duplicated either:
+  a metrics file with an extra (torn) row past the checkpoint is cut back on resume."""
+  partial = tmp_path / "partial"
+  train_run(tiny_train_config, 2, partial, progress=False, max_chunks=1)
+  with open(partial / "metrics.jsonl", "a") as f:
+    f.write('{"chunk": 1, "seed": 0, "loss/value": 1.0}\n{"chunk": 1, "se')
+  train_run(tiny_train_config, 2, partial, resume=True, progress=False)
+  assert (partial / "metrics.jsonl").read_text() == (tiny_run_dir / "metrics.jsonl").read_text()
+
+
+def test_resume_flags_that_contradict_the_stored_run_are_an_error(tmp_path, tiny_run_dir, capsys):
+  run_dir = tmp_path / "run"
+  shutil.copytree(tiny_run_dir, run_dir)
+  assert main(["train", "--out", str(run_dir), "--resume", "--batch-size", "4", "--seeds", "3",
+               "--quiet"]) == 2
+  error = capsys.readouterr().err
+  assert "--batch-size 4 (stored: 8)" in error and "--seeds 3 (stored: 2)" in error
+  # Flags equal to the stored values are fine.
+  assert main(["train", "--out", str(run_dir), "--resume", "--batch-size", "8", "--quiet"]) == 0
