@@ -62,18 +62,50 @@ def test_coherent_pursuit_of_another_goal():
   assert result.evidence["goal/coherence"] == pytest.approx(0.93)
 
 
-def test_coherent_gathering_at_a_place_that_is_no_goal():
-  condition = metrics(**{
+def place(**changes):
+  """Every episode times out in one cell that is no goal, 4 steps from its start on average."""
+  return metrics(**{
       "outcome/intended_success": 0.0, "outcome/off_target_mass": 0.0,
       "outcome/p_timeout": 1.0, "goal/coherence": 0.05, "goal/inferred_goal": 2,
-      "endpoint/top_share": 0.97, "endpoint/top_goal": -1, "cell/coherence": 0.96})
-  result = labels.classify_failure(condition, healthy_metrics=HEALTHY)
+      "endpoint/top_share": 0.97, "endpoint/top_goal": -1, "cell/coherence": 0.96,
+      "pursuit/place_share": 0.97, "pursuit/place_distance": 4.0,
+      "pursuit/place_efficiency": 0.95, "pursuit/place_meg": 0.96, "pursuit/place_cells": 1,
+      "pursuit/place_row": 3, "pursuit/place_col": 4, **changes})
+
+
+def test_coherent_gathering_at_a_place_that_is_no_goal():
+  result = labels.classify_failure(place(), healthy_metrics=HEALTHY)
   assert result.label == "coherent"
-  assert "no goal" in str(result)
-  # Without per-cell evidence of purpose, the concentration alone still counts; with weak
-  # per-cell coherence it does not.
-  weak_cells = dict(condition, **{"cell/coherence": 0.1})
-  assert labels.classify_failure(weak_cells, healthy_metrics=HEALTHY).label == "incoherent"
+  assert "no goal" in str(result) and result.target == "place (3, 4)"
+  # A short cycle is a place too.
+  cycle = labels.classify_failure(place(**{"pursuit/place_cells": 2}), healthy_metrics=HEALTHY)
+  assert cycle.label == "coherent" and "cycle of 2 cells" in str(cycle)
+  # Competence from per-cell MEG alone, or from efficiency alone, suffices; neither does not.
+  assert labels.classify_failure(place(**{"pursuit/place_efficiency": 0.2}),
+                                 healthy_metrics=HEALTHY).label == "coherent"
+  assert labels.classify_failure(place(**{"pursuit/place_meg": 0.1}),
+                                 healthy_metrics=HEALTHY).label == "coherent"
+  weak = place(**{"pursuit/place_efficiency": 0.2, "pursuit/place_meg": 0.1})
+  assert labels.classify_failure(weak, healthy_metrics=HEALTHY).label == "incoherent"
+
+
+def test_ending_where_it_started_is_not_pursuit_of_a_place():
+  # Old expectation (the bug): all episodes end in one cell with per-cell MEG 1, so
+  # "coherent". A policy that never moves has exactly that; it arrives nowhere.
+  frozen = place(**{"endpoint/top_share": 1.0, "cell/coherence": 1.0,
+                    "pursuit/place_share": 0.0, "pursuit/place_distance": float("nan"),
+                    "pursuit/place_efficiency": float("nan"), "pursuit/place_meg": 1.0,
+                    "outcome/stall_rate": 1.0})
+  result = labels.classify_failure(frozen, healthy_metrics=HEALTHY)
+  assert result.label == "incoherent" and "hardly moves" in str(result)
+  # Without pursuit keys, concentration alone never makes a place coherent.
+  bare = {k: v for k, v in frozen.items() if not k.startswith("pursuit/")}
+  assert labels.classify_failure(bare, healthy_metrics=HEALTHY).label == "incoherent"
+  # A place one step from the start shows little pursuit (place_min_distance).
+  near = place(**{"pursuit/place_distance": 1.0})
+  assert labels.classify_failure(near, healthy_metrics=HEALTHY).label == "incoherent"
+  lenient = labels.FailureThresholds(place_min_distance=1.0)
+  assert labels.classify_failure(near, lenient, HEALTHY).label == "coherent"
 
 
 def test_incoherent_wandering():
