@@ -646,11 +646,14 @@ def _seed_metrics(key, trajectories, env, env_params, context, intended_goal, nu
   statistic = _EpisodeStatistic(
       tuple(sorted(samples["mean"])), tuple(sorted(samples["ratio"])),
       "meg" if context is not None else "heading", goal_names, normalisation, weighting)
-  interval = None
+  intervals = {}
   if with_interval:
     interval = stats.hierarchical_bootstrap_ci(
         key_hierarchical, samples, statistic, aggregate, num_resamples, confidence)
-  return seed_metrics, statistic.names, interval
+    intervals = {name: stats.ConfidenceInterval(interval.estimate[i], interval.low[i],
+                                                interval.high[i])
+                 for i, name in enumerate(statistic.names)}
+  return seed_metrics, intervals
 
 
 def _mode(values: np.ndarray) -> int:
@@ -736,7 +739,7 @@ def seed_behaviour_metrics(
     kappas = gd.default_kappas()
   num_seeds, num_episodes = trajectories.length.shape
   with_interval = num_seeds >= min_seeds_for_interval
-  seed_metrics, names, interval = _seed_metrics(
+  seed_metrics, intervals = _seed_metrics(
       key, trajectories, env if context is None else None, env_params, context, intended_goal,
       num_resamples, confidence, identification_threshold, normalisation, weighting,
       max_place_period, position_bins, kappas, aggregate, with_interval)
@@ -746,7 +749,6 @@ def seed_behaviour_metrics(
   group = "meg" if context is not None else "heading"
 
   result: dict[str, Any] = {}
-  statistic_index = {name: i for i, name in enumerate(names)}
   for name, values in seed_metrics.items():
     if name.endswith(("_ci_low", "_ci_high")):
       continue
@@ -754,12 +756,8 @@ def seed_behaviour_metrics(
       result[name] = _mode(values)
       result[f"{name}/per_seed"] = values
       continue
-    i = statistic_index.get(name)
-    seed_interval = None
-    if i is not None and interval is not None:
-      seed_interval = stats.ConfidenceInterval(interval.estimate[i], interval.low[i],
-                                               interval.high[i])
-    summary = stats.seed_summary(name, values, aggregate, seed_interval,
+    alias = f"{group}/coherence" if name == "goal/coherence" else name
+    summary = stats.seed_summary(name, values, aggregate, intervals.get(alias),
                                  min_seeds_for_interval)
     result.update({k: np.asarray(v) for k, v in summary.items()})
     if f"{name}_ci_low" in seed_metrics:
@@ -778,6 +776,21 @@ def seed_behaviour_metrics(
   for name in ("task/intended_goal", "outcome/off_target_goal", "pursuit/goal"):
     if name in result:
       result[name] = int(result[name])
+  if intended_goal is not None:
+    # The goal summaries are one goal's aggregates: give them that goal's per-seed values,
+    # range and intervals too (not each seed's own most reached goal).
+    goal, intended = goal_names[result["pursuit/goal"]], goal_names[intended_goal]
+    sources = {"outcome/off_target_mass": f"outcome/p_{goal}",
+               "pursuit/goal_share": f"outcome/p_{goal}",
+               "pursuit/goal_efficiency": f"outcome/efficiency_{goal}",
+               "pursuit/goal_meg": f"{group}/{goal}",
+               "pursuit/intended_efficiency": f"outcome/efficiency_{intended}"}
+    for name, source in sources.items():
+      for suffix in ("", "/per_seed", "/min", "/max", "/per_seed_ci_low", "/per_seed_ci_high",
+                     "/ci_low", "/ci_high"):
+        result.pop(name + suffix, None)
+        if source + suffix in result:
+          result[name + suffix] = result[source + suffix]
   result = {k: (np.asarray(v) if isinstance(v, jax.Array) else v) for k, v in result.items()}
   result["seeds/num_seeds"] = int(num_seeds)
   result["behaviour/num_episodes"] = int(num_episodes)
