@@ -123,15 +123,17 @@ def test_random_layout_is_reproducible_and_solvable():
 
 
 def test_planning_model_matches_the_oracles():
-  # Exact parity with envs.oracles.soft_value_iteration, with slip (several successors per
-  # action) and with both terminal conventions.
+  # Exact parity with envs.oracles.soft_value_iteration on the environment's reward, with slip
+  # (several successors per action) and with both terminal conventions, when ties are kept as
+  # soft value iteration weights them (tie_invariant=False).
   env, _ = envs.make("GoalGrid-ForkMaze")
   mdp = env.tabular(env.make_params(slip_prob=0.2))
   goals = jnp.arange(env.num_goals)
   betas = jnp.array([0.3, 30.0, 3000.0])
   for entropy_after_termination in (True, False):
-    model = gd.planning_model(mdp, betas=betas, gamma=0.9, num_iters=200,
-                              entropy_after_termination=entropy_after_termination)
+    model = gd.planning_model(mdp, mdp.rewards, betas=betas, gamma=0.9, num_iters=200,
+                              entropy_after_termination=entropy_after_termination,
+                              tie_invariant=False)
     expected = _oracle_soft_policies(mdp, goals, betas, entropy_after_termination)
     np.testing.assert_allclose(jnp.exp(model.log_policy), expected, atol=1e-4)
   optimal = jax.jit(oracles.policy_for_all_goals, static_argnums=3)(mdp, 0.9, None, 200)

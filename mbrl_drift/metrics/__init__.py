@@ -6,10 +6,14 @@
   2024), inverse-planning goal posterior, heading analogue for continuous navigation.
 * :mod:`~mbrl_drift.metrics.policy_compare`: Jensen-Shannon distances to reference policies,
   reversion coefficient, KL drift, linear CKA, relative weight distance.
-* :mod:`~mbrl_drift.metrics.stats`: bootstrap confidence intervals, interquartile mean.
+* :mod:`~mbrl_drift.metrics.stats`: bootstrap intervals over episodes, hierarchical bootstrap
+  over seeds (intervals only from :data:`MIN_SEEDS_FOR_INTERVAL` seeds up), interquartile mean.
 * :mod:`~mbrl_drift.metrics.labels`: intact / reverted / coherent / incoherent labels.
 * :mod:`~mbrl_drift.metrics.controls`: control policies and a tabular rollout.
-* :func:`behaviour_metrics`: all of it for one evaluation condition, as a flat dict.
+* :func:`behaviour_metrics`: all of it for one batch of episodes (one seed), as a flat dict;
+  :func:`seed_behaviour_metrics`: per seed and aggregated over seeds (the evaluation
+  pipeline's entry point); :func:`seed_policy_metrics`: reversion keys from action
+  probabilities on probe states.
 """
 
 from mbrl_drift.metrics.behaviour import (
@@ -18,11 +22,16 @@ from mbrl_drift.metrics.behaviour import (
     cell_meg,
     policy_metrics,
     reference_policies,
+    seed_behaviour_metrics,
+    seed_policy_metrics,
     tabular_context,
 )
 from mbrl_drift.metrics.controls import (
+    concatenate_episodes,
     deterministic_table,
     go_to_cell_table,
+    go_to_cells_table,
+    noisy_table,
     random_deterministic_table,
     rollout_tabular_policy,
     uniform_table,
@@ -32,7 +41,9 @@ from mbrl_drift.metrics.goal_directedness import (
     PlanningModel,
     cell_target_rewards,
     default_betas,
+    goal_reach_rewards,
     meg_from_terms,
+    meg_scores,
     meg_terms,
     planning_model,
     posterior_from_log_likelihoods,
@@ -59,13 +70,23 @@ from mbrl_drift.metrics.health import (
     value_goal_alignment,
     world_model_errors,
 )
-from mbrl_drift.metrics.labels import LABELS, Classification, FailureThresholds, classify_failure
+from mbrl_drift.metrics.labels import (
+    LABELS,
+    Classification,
+    FailureThresholds,
+    classify_failure,
+    classify_seeds,
+)
 from mbrl_drift.metrics.outcomes import (
     cell_distances,
     continuous_episode_outcomes,
+    dominant_place,
     endpoint_dispersion,
     episode_outcomes,
+    episode_places,
     outcome_metrics,
+    set_distances,
+    target_pursuit,
 )
 from mbrl_drift.metrics.policy_compare import (
     attractor_distances,
@@ -81,24 +102,30 @@ from mbrl_drift.metrics.policy_compare import (
     reversion_coefficient,
 )
 from mbrl_drift.metrics.stats import (
+    MIN_SEEDS_FOR_INTERVAL,
     ConfidenceInterval,
+    aggregate_over_seeds,
     bootstrap_ci,
     ci_dict,
+    hierarchical_bootstrap_ci,
     interquartile_mean,
     iqm_ci,
     mean_ci,
     nanmean_ci,
+    seed_summary,
 )
 
 __all__ = [
-    "LABELS",
     "Classification",
     "ConfidenceInterval",
     "EpisodeBatch",
     "FailureThresholds",
     "GoalPosterior",
+    "LABELS",
+    "MIN_SEEDS_FOR_INTERVAL",
     "PlanningModel",
     "TabularContext",
+    "aggregate_over_seeds",
     "attractor_distances",
     "average_ranks",
     "behaviour_metrics",
@@ -108,16 +135,23 @@ __all__ = [
     "cell_target_rewards",
     "ci_dict",
     "classify_failure",
+    "classify_seeds",
     "component_health",
+    "concatenate_episodes",
     "continuous_episode_outcomes",
     "default_betas",
     "deterministic_table",
+    "dominant_place",
     "endpoint_dispersion",
     "episode_batch",
     "episode_outcomes",
+    "episode_places",
     "geometric_mixture",
     "go_to_cell_table",
+    "go_to_cells_table",
     "goal_approach_states",
+    "goal_reach_rewards",
+    "hierarchical_bootstrap_ci",
     "interquartile_mean",
     "iqm_ci",
     "js_distance",
@@ -127,10 +161,12 @@ __all__ = [
     "mean_ci",
     "mean_js_distance",
     "meg_from_terms",
+    "meg_scores",
     "meg_terms",
     "monte_carlo_returns",
     "nanmean_ci",
     "nearest_attractor",
+    "noisy_table",
     "optimal_action_share",
     "optimal_tables",
     "outcome_metrics",
@@ -147,10 +183,15 @@ __all__ = [
     "relative_weight_distance",
     "reversion_coefficient",
     "rollout_tabular_policy",
+    "seed_behaviour_metrics",
+    "seed_policy_metrics",
+    "seed_summary",
+    "set_distances",
     "spearman_correlation",
     "step_log_likelihoods",
     "step_terminations",
     "tabular_context",
+    "target_pursuit",
     "time_to_identification",
     "uniform_table",
     "value_calibration",

@@ -12,6 +12,7 @@ action probabilities over the tabular states of a grid world (``envs.goal_grid.G
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Any, Callable
 
@@ -164,37 +165,122 @@ def go_to_cell_table(mdp: Any, target: int) -> np.ndarray:
   Returns:
     ``[S, A]`` float32 one-hot policy.
   """
+  return go_to_cells_table(mdp, [target])
+
+
+TIE_BREAKS = ("first", "last", "uniform")
+
+
+def go_to_cells_table(mdp: Any, targets: Any, cycle: bool = False,
+                      tie_break: str = "first") -> np.ndarray:
+  """A policy that walks every state to the nearest of ``targets`` by a shortest path.
+
+  Elsewhere than at a target it takes a move that shortens the deterministic-move distance to
+  the nearest target, never passing through a terminal state (so a goal among ``targets`` is
+  approached without entering another goal). At a target it either stays (a move into a
+  wall, when one exists; otherwise the first action) or, with ``cycle``, moves on to the next
+  target of the list, so that ``targets`` is walked round as a cycle: ``cycle=True`` with two
+  adjacent cells gives a policy that goes to a place and then shuttles between two cells.
+  States that cannot reach a target take action 0. Computed with numpy on the host.
+
+  Args:
+    mdp: an ``envs.oracles.TabularMDP`` (uses ``next_state`` ``[S, A]`` and ``terminal``).
+    targets: ``[M]`` tabular state indices (e.g. ``mdp.goal_states[[1, 2]]`` for "whichever
+      of goals 1 and 2 is nearest", or one cell).
+    cycle: walk round ``targets`` in list order instead of staying at the first one reached;
+      each target must then be one move from the next (and the last from the first).
+    tie_break: which of several shortening moves to take: ``"first"`` or ``"last"`` in
+      action index order (deterministic), or ``"uniform"`` over all of them.
+
+  Returns:
+    ``[S, A]`` float32 policy (one-hot unless ``tie_break="uniform"``).
+
+  Raises:
+    ValueError: for an unknown ``tie_break``, no targets, or a ``cycle`` whose consecutive
+      targets are not one move apart.
+  """
+  if tie_break not in TIE_BREAKS:
+    raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+  targets = [int(t) for t in np.atleast_1d(np.asarray(targets))]
+  if not targets:
+    raise ValueError("go_to_cells_table needs at least one target state")
   next_state = np.asarray(mdp.next_state)
   terminal = np.asarray(mdp.terminal)
   num_states, num_actions = next_state.shape
-  distance = _distances_to(next_state, terminal, target)
-  actions = np.zeros(num_states, dtype=np.int32)
+  distance = _distances_to(next_state, terminal, targets)
+  policy = np.zeros((num_states, num_actions), np.float32)
   for state in range(num_states):
     successors = next_state[state]
-    if state == target:
-      staying = np.flatnonzero(successors == target)
-      actions[state] = int(staying[0]) if staying.size else 0
+    if state in targets:
+      if cycle:
+        following = targets[(targets.index(state) + 1) % len(targets)]
+        moves = np.flatnonzero(successors == following)
+        if following != state and not moves.size:
+          raise ValueError(f"cycle targets {targets}: state {following} is not one move from "
+                           f"state {state}")
+      else:
+        moves = np.flatnonzero(successors == state)
+      policy[state, int(moves[0]) if moves.size else 0] = 1.0
       continue
-    improving = [a for a in range(num_actions)
-                 if distance[successors[a]] < distance[state]]
-    actions[state] = improving[0] if improving else 0
-  return np.eye(num_actions, dtype=np.float32)[actions]
+    improving = [a for a in range(num_actions) if distance[successors[a]] < distance[state]]
+    if not improving:
+      policy[state, 0] = 1.0
+    elif tie_break == "uniform":
+      policy[state, improving] = 1.0 / len(improving)
+    else:
+      policy[state, improving[0] if tie_break == "first" else improving[-1]] = 1.0
+  return policy
 
 
-def _distances_to(next_state: np.ndarray, terminal: np.ndarray, target: int) -> np.ndarray:
-  """Fewest deterministic moves from every state to ``target`` (inf where impossible)."""
+def noisy_table(policy: Any, epsilon: float) -> Array:
+  """``policy`` that takes a uniformly random action a share ``epsilon`` of the time.
+
+  Args:
+    policy: ``[S, A]`` action probabilities.
+    epsilon: probability of a uniformly random action, in ``[0, 1]``.
+
+  Returns:
+    ``[S, A]`` float32 ``(1 - epsilon) * policy + epsilon / A``.
+
+  Raises:
+    ValueError: if ``epsilon`` is outside ``[0, 1]``.
+  """
+  if not 0.0 <= float(epsilon) <= 1.0:
+    raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
+  policy = jnp.asarray(policy, jnp.float32)
+  return (1.0 - epsilon) * policy + epsilon / policy.shape[-1]
+
+
+def _distances_to(next_state: np.ndarray, terminal: np.ndarray, targets: list[int]
+                  ) -> np.ndarray:
+  """Fewest deterministic moves from every state to the nearest target (inf where impossible).
+
+  Paths may end in, but never pass through, a terminal state.
+  """
   num_states = next_state.shape[0]
+  predecessors: list[set[int]] = [set() for _ in range(num_states)]
+  for state in range(num_states):
+    if not terminal[state]:
+      for successor in next_state[state]:
+        if successor != state:
+          predecessors[int(successor)].add(state)
   distance = np.full(num_states, np.inf)
-  distance[target] = 0.0
-  frontier = [target]
-  while frontier:
-    reached = []
-    for state in range(num_states):
-      if np.isfinite(distance[state]) or terminal[state]:
-        continue
-      if any(successor in frontier for successor in next_state[state]):
-        reached.append(state)
-    for state in reached:
-      distance[state] = distance[frontier[0]] + 1.0
-    frontier = reached
+  queue = collections.deque()
+  for target in targets:
+    distance[target] = 0.0
+    queue.append(target)
+  while queue:
+    state = queue.popleft()
+    for predecessor in sorted(predecessors[state]):
+      if not np.isfinite(distance[predecessor]):
+        distance[predecessor] = distance[state] + 1.0
+        queue.append(predecessor)
   return distance
+
+
+def concatenate_episodes(*batches: Trajectories) -> Trajectories:
+  """Episodes of several batches (equal ``T``) as one batch, in order: ``[N1 + N2 + ..., ...]``.
+
+  Builds mixtures by construction, e.g. 61 episodes of an oracle and 3 of the uniform policy.
+  """
+  return jax.tree.map(lambda *leaves: jnp.concatenate(leaves, axis=0), *batches)

@@ -9,23 +9,45 @@ policy::
 
   MEG_g = max_beta  E[ sum_t log pi_beta(a_t|s_t; g) + log|A| ]          (nats, >= 0 up to noise)
 
-summed over the valid steps of every episode (the expectation is the average over episodes).
+summed over the valid steps of an episode, the expectation taken over episodes.
 Soft value iteration follows ``envs.oracles.soft_value_iteration`` exactly, terminal convention
 included: by default terminal states keep earning the maximal entropy, as in the fixed-horizon
 view of MacDermott et al., so that ending an episode never costs entropy.
 It is 0 for a policy that is no better explained by ``U_g`` than by chance and grows with the
 number of steps that ``U_g`` predicts confidently.
 
+*Candidate utilities.* The goal utility is "reach goal ``g``": one unit of reward on arriving at
+``g`` and nothing else (:func:`goal_reach_rewards`; no step cost, other goals end the episode
+with nothing), discounted by ``gamma = 0.99``. Its optimal policy is exactly "walk a shortest
+path to ``g`` without entering another goal", at any distance. (The environment's own reward,
+with its step cost of 0.01 at the old discount 0.95, made entering any goal worth more than
+walking on once ``g`` is more than about 37 steps away, so an agent "optimal for A" stepped into
+B on long layouts.)
+
+*Tie invariance.* Where several actions are optimal for ``U_g``, the soft-optimal policy does
+not split its mass evenly among them (it favours moves that keep more near-optimal paths open),
+so agents that are equally optimal but break ties differently would score differently (0.81 to
+1.0 on the built-in rooms). By default (``tie_invariant=True``) the mass that ``pi_beta`` puts on
+the optimal actions of a state is shared equally among them:
+``pi~_beta(a|s) = pi_beta(A*(s)|s) / n*(s)`` for ``a`` in the optimal set ``A*(s)`` (exact value
+iteration, ``n*(s) = |A*(s)|``), ``pi_beta(a|s)`` otherwise. The utility has no preference
+between tied actions, so neither does its predictor; every optimal agent then scores the same.
+
 *Normalisation.* MacDermott et al. normalise nothing; a score in ``[0, 1]`` needs a scale. The
-literal choice, ``T log|A|`` (what a deterministic policy perfectly predicted by
-``pi_beta`` would score; ``normalisation="uniform"``), cannot reach 1 even for an optimal
-agent wherever several actions are optimal (in an open room most cells have two shortest
-moves, and ``pi_beta`` spreads its mass over them), so optimal agents score 0.7-0.8 in rooms
-and 1.0 in corridors. The default ``normalisation="optimal"`` divides instead by the score of a
-perfectly optimal agent on the same states, ``sum_t log(|A| / n*_g(s_t))`` with ``n*_g(s)``
-the number of optimal actions of ``U_g`` at ``s`` (exact value iteration): an optimal agent for
-``g`` scores close to 1 whatever its tie-breaking, the uniform policy close to 0. Both are
-clipped to ``[0, 1]``: ``m_g = clip(MEG_g / normaliser_g, 0, 1)``.
+default ``normalisation="optimal"`` divides by the score of a perfectly optimal agent on the
+same states, ``sum_t log(|A| / n*_g(s_t))``: with the tie-invariant predictor an optimal agent
+for ``g`` reaches it as ``beta -> inf`` whatever its tie-breaking, the uniform policy scores
+close to 0. The literal choice ``normalisation="uniform"``, ``T log|A|`` (what a deterministic
+policy perfectly predicted by ``pi_beta`` would score), cannot reach 1 wherever several actions
+are optimal (0.7-0.8 in rooms, 1.0 in corridors).
+
+*Episode weighting.* With ``weighting="episode"`` (the default of the behaviour metrics) each
+episode's score ``r_n(beta) = clip(MEG_n(beta) / normaliser_n, 0, 1)`` is computed separately
+and ``m_g = max_beta mean_n r_n(beta)``: every episode weighs the same and one badly explained
+episode costs at most its own share. Pooling the steps of all episodes (``weighting="step"``,
+``m_g = clip(max_beta sum_n MEG_n(beta) / sum_n normaliser_n, 0, 1)``) lets a few long aimless
+episodes, whose steps are extremely unlikely at a high ``beta``, pull the whole condition to a
+low ``beta`` (5% of aimless episodes take an optimal pursuit from 0.98 to 0.69).
 
 *Coherence* ``C = max_g m_g``; the *inferred goal* is ``argmax_g m_g``; the *goal margin* is the
 best minus the second best ``m_g``.
@@ -69,12 +91,17 @@ from mbrl_drift.trajectories import Trajectories
 
 Array = jax.Array
 
-DEFAULT_GAMMA = 0.95
-DEFAULT_NUM_ITERS = 300
-#: Two action values closer than this count as tied when counting optimal actions.
-DEFAULT_TIE_TOLERANCE = 1e-5
+#: Discount of the candidate utilities: close to 1, so that values of far states stay well
+#: above float32 resolution (``0.99 ** 300`` is 0.05) and soft policies stay sharp there.
+DEFAULT_GAMMA = 0.99
+DEFAULT_NUM_ITERS = 500
+#: Two action values count as tied when they differ by less than this share of the best
+#: value's magnitude (plus ``1e-7``): relative, because reach values shrink like ``gamma^d``
+#: with the distance ``d`` while their differences stay a share ``1 - gamma^2`` of them.
+DEFAULT_TIE_TOLERANCE = 1e-4
 DEFAULT_IDENTIFICATION_THRESHOLD = 0.9
 NORMALISATIONS = ("optimal", "uniform")
+WEIGHTINGS = ("episode", "step")
 
 
 def default_betas() -> Array:
@@ -101,7 +128,8 @@ class PlanningModel:
   """Soft-optimal policies of ``G`` candidate utilities at ``B`` rationalities.
 
   Attributes:
-    log_policy: ``[G, B, S, A]`` ``log pi_beta(a|s; g)`` from soft value iteration.
+    log_policy: ``[G, B, S, A]`` ``log pi_beta(a|s; g)`` from soft value iteration (with the
+      mass on tied optimal actions shared equally when built ``tie_invariant``).
     num_optimal: ``[G, S]`` int32 number of optimal actions of utility ``g`` at each state
       (value iteration; ``A`` at terminal states).
     betas: ``[B]`` rationalities.
@@ -151,6 +179,22 @@ def cell_target_rewards(mdp: Any) -> Array:
   return jnp.where(jnp.asarray(mdp.terminal)[None, :, None], 0.0, rewards)
 
 
+def goal_reach_rewards(mdp: Any) -> Array:
+  """"Reach goal ``k``" utilities: one unit of reward on arriving at goal ``k``, nothing else.
+
+  ``U_k(s, a) = P(s' = goal_k | s, a)`` at non-terminal ``s`` (the goals' rows of
+  :func:`cell_target_rewards`). No step cost: with any discount in ``(0, 1)`` the optimal
+  policy walks a shortest path to goal ``k`` and never ends the episode at another goal.
+
+  Args:
+    mdp: an ``envs.oracles.TabularMDP``.
+
+  Returns:
+    ``[K, S, A]`` float32.
+  """
+  return cell_target_rewards(mdp)[jnp.asarray(mdp.goal_states)]
+
+
 def _q_backup(rewards, next_states, probs, terminal, gamma, v, terminal_q=0.0):
   """``Q(s,a) = R(s,a) + gamma * sum_s' P(s'|s,a) V(s')``, ``terminal_q`` at terminal states."""
   q = rewards + gamma * jnp.sum(probs * v[next_states], axis=-1)
@@ -177,28 +221,38 @@ def _soft_log_policy(rewards, beta, next_states, probs, terminal, gamma, num_ite
   return jax.nn.log_softmax(beta * backup(v), axis=-1)
 
 
-def _num_optimal_actions(rewards, next_states, probs, terminal, gamma, num_iters, atol):
-  """Number of actions within ``atol`` of ``max_a Q*`` ``[S]`` (value iteration)."""
+def _optimal_actions(rewards, next_states, probs, terminal, gamma, num_iters, rtol):
+  """Mask ``[S, A]`` of the actions whose value is tied with the best (value iteration)."""
 
   def body(_, v):
     return jnp.max(_q_backup(rewards, next_states, probs, terminal, gamma, v), axis=-1)
 
   v = jax.lax.fori_loop(0, num_iters, body, jnp.zeros(terminal.shape, jnp.float32))
   q = _q_backup(rewards, next_states, probs, terminal, gamma, v)
-  return jnp.sum(q >= jnp.max(q, axis=-1, keepdims=True) - atol, axis=-1).astype(jnp.int32)
+  best = jnp.max(q, axis=-1, keepdims=True)
+  return q >= best - (rtol * jnp.abs(best) + 1e-7)
+
+
+def _share_ties(log_policy, optimal):
+  """Shares a policy's mass on the optimal actions equally among them (``[..., S, A]``)."""
+  num_optimal = jnp.sum(optimal, axis=-1, keepdims=True).astype(log_policy.dtype)
+  log_mass = jax.nn.logsumexp(jnp.where(optimal, log_policy, -jnp.inf), axis=-1,
+                              keepdims=True)
+  return jnp.where(optimal, log_mass - jnp.log(num_optimal), log_policy)
 
 
 @functools.partial(jax.jit, static_argnames=("num_iters",))
-def _planning_tables(rewards, betas, next_states, probs, terminal, gamma, num_iters, atol,
-                     entropy_after_termination):
+def _planning_tables(rewards, betas, next_states, probs, terminal, gamma, num_iters, rtol,
+                     entropy_after_termination, tie_invariant):
   soft = functools.partial(_soft_log_policy, next_states=next_states, probs=probs,
                            terminal=terminal, gamma=gamma, num_iters=num_iters,
                            entropy_after_termination=entropy_after_termination)
   over_betas = jax.vmap(lambda r, b: soft(r, b), in_axes=(None, 0))
   log_policy = jax.vmap(over_betas, in_axes=(0, None))(rewards, betas)
-  num_optimal = jax.vmap(lambda r: _num_optimal_actions(
-      r, next_states, probs, terminal, gamma, num_iters, atol))(rewards)
-  return log_policy, num_optimal
+  optimal = jax.vmap(lambda r: _optimal_actions(
+      r, next_states, probs, terminal, gamma, num_iters, rtol))(rewards)
+  log_policy = jnp.where(tie_invariant, _share_ties(log_policy, optimal[:, None]), log_policy)
+  return log_policy, jnp.sum(optimal, axis=-1).astype(jnp.int32)
 
 
 def planning_model(
@@ -209,25 +263,30 @@ def planning_model(
     num_iters: int = DEFAULT_NUM_ITERS,
     tie_tolerance: float = DEFAULT_TIE_TOLERANCE,
     entropy_after_termination: bool = True,
+    tie_invariant: bool = True,
 ) -> PlanningModel:
   """Soft-optimal policies of candidate utilities on a tabular MDP (one compiled call).
 
   Soft value iteration as in ``envs.oracles.soft_value_iteration`` (Ziebart 2010), vmapped over
   utilities and rationalities, on a sparse form of the transitions (:func:`successor_lists`),
-  plus value iteration for the number of optimal actions of each utility.
+  plus value iteration for the optimal actions of each utility.
 
   Args:
     mdp: an ``envs.oracles.TabularMDP`` (concrete: the successor count is read on the host).
-    rewards: ``[G, S, A]`` candidate utilities; ``mdp.rewards`` (one per goal) by default, or
-      :func:`cell_target_rewards` for per-cell targets.
+    rewards: ``[G, S, A]`` candidate utilities; :func:`goal_reach_rewards` (one per goal) by
+      default, :func:`cell_target_rewards` for per-cell targets, or ``mdp.rewards`` for the
+      environment's own reward (step cost included).
     betas: ``[B]`` rationalities; :func:`default_betas` by default.
     gamma: discount factor in ``[0, 1)``.
     num_iters: soft Bellman backups.
-    tie_tolerance: action values within it of the best count as optimal.
+    tie_tolerance: action values within this share of the best value's magnitude (plus
+      ``1e-7``) count as optimal.
     entropy_after_termination: terminal-state convention of the soft backup, as in
       ``envs.oracles.soft_value_iteration``: True (default) lets terminal states keep earning
       the maximal entropy ``log|A| / beta`` per step (the fixed-horizon view of MacDermott et
       al. 2024, so that ending an episode never costs entropy); False gives them value 0.
+    tie_invariant: share the soft policy's mass on tied optimal actions equally among them
+      (module docstring); False keeps the plain soft-optimal policy.
 
   Returns:
     The :class:`PlanningModel`.
@@ -240,7 +299,7 @@ def planning_model(
   if num_iters < 1:
     raise ValueError(f"num_iters must be >= 1, got {num_iters!r}")
   if rewards is None:
-    rewards = mdp.rewards
+    rewards = goal_reach_rewards(mdp)
   if betas is None:
     betas = default_betas()
   next_states, probs = successor_lists(mdp.transitions)
@@ -248,7 +307,8 @@ def planning_model(
   log_policy, num_optimal = _planning_tables(
       jnp.asarray(rewards, jnp.float32), betas, next_states, probs,
       jnp.asarray(mdp.terminal, bool), jnp.float32(gamma), num_iters,
-      jnp.float32(tie_tolerance), jnp.bool_(entropy_after_termination))
+      jnp.float32(tie_tolerance), jnp.bool_(entropy_after_termination),
+      jnp.bool_(tie_invariant))
   return PlanningModel(log_policy=log_policy, num_optimal=num_optimal, betas=betas)
 
 
@@ -342,6 +402,43 @@ def meg_from_terms(terms: MegTerms, normalisation: str = "optimal") -> tuple[Arr
   return jnp.clip(ratio, 0.0, 1.0), best
 
 
+def _check_weighting(weighting: str) -> None:
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+def meg_scores(terms: MegTerms, normalisation: str = "optimal", weighting: str = "episode"
+               ) -> tuple[Array, Array]:
+  """Normalised goal-profile MEG of a batch of episodes.
+
+  Args:
+    terms: per-episode :class:`MegTerms` (leading axis ``N``; :func:`meg_terms` of
+      :func:`visit_counts`).
+    normalisation: ``"optimal"`` (default) or ``"uniform"`` (see the module docstring).
+    weighting: ``"episode"`` (default): ``m_g = max_beta mean_n clip(MEG_n / normaliser_n, 0,
+      1)`` over the episodes with a positive normaliser; ``"step"``: all steps pooled,
+      :func:`meg_from_terms` of the summed terms.
+
+  Returns:
+    ``(m [G], best_beta_index [G])``: ``m_g`` in ``[0, 1]`` (0 when no episode has a positive
+    normaliser) and the index of the maximising ``beta``.
+  """
+  _check_normalisation(normalisation)
+  _check_weighting(weighting)
+  if weighting == "step":
+    return meg_from_terms(jax.tree.map(lambda x: jnp.sum(x, axis=0), terms), normalisation)
+  if normalisation == "optimal":
+    normaliser = terms.optimal_normaliser  # [N, G]
+  else:
+    normaliser = jnp.broadcast_to(terms.uniform_normaliser[:, None],
+                                  terms.optimal_normaliser.shape)
+  counted = normaliser > 0
+  ratio = terms.numerator / jnp.where(counted, normaliser, 1.0)[..., None]  # [N, G, B]
+  ratio = jnp.where(counted[..., None], jnp.clip(ratio, 0.0, 1.0), 0.0)
+  mean = jnp.sum(ratio, axis=0) / jnp.maximum(jnp.sum(counted, axis=0), 1)[:, None]
+  return jnp.max(mean, axis=-1), jnp.argmax(mean, axis=-1)
+
+
 def coherence_summary(scores: Array) -> tuple[Array, Array, Array]:
   """Coherence, inferred candidate and margin from per-candidate scores.
 
@@ -357,29 +454,30 @@ def coherence_summary(scores: Array) -> tuple[Array, Array, Array]:
   return ordered[0], jnp.argmax(scores).astype(jnp.int32), ordered[0] - second
 
 
-def _pooled_meg_statistic(normalisation: str):
+def _meg_statistic(normalisation: str, weighting: str):
   def statistic(terms: MegTerms) -> Array:
-    pooled = jax.tree.map(lambda x: jnp.sum(x, axis=0), terms)
-    m, _ = meg_from_terms(pooled, normalisation)
+    m, _ = meg_scores(terms, normalisation, weighting)
     return jnp.concatenate([m, jnp.max(m)[None]])
   return statistic
 
 
-_MEG_STATISTICS = {name: _pooled_meg_statistic(name) for name in NORMALISATIONS}
+_MEG_STATISTICS = {(n, w): _meg_statistic(n, w) for n in NORMALISATIONS for w in WEIGHTINGS}
 
 
-def meg_bootstrap_statistic(normalisation: str = "optimal"):
+def meg_bootstrap_statistic(normalisation: str = "optimal", weighting: str = "episode"):
   """A hashable statistic for :func:`~mbrl_drift.metrics.stats.bootstrap_ci` over episodes.
 
   Args:
-    normalisation: as in :func:`meg_from_terms`.
+    normalisation: as in :func:`meg_scores`.
+    weighting: as in :func:`meg_scores`.
 
   Returns:
     A function of per-episode :class:`MegTerms` (leading axis ``N``) returning ``[G + 1]``:
     ``m_g`` for each candidate, then the coherence ``C``.
   """
   _check_normalisation(normalisation)
-  return _MEG_STATISTICS[normalisation]
+  _check_weighting(weighting)
+  return _MEG_STATISTICS[(normalisation, weighting)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,6 +634,7 @@ __all__ = [
     "PlanningModel",
     "cell_target_rewards",
     "coherence_summary",
+    "goal_reach_rewards",
     "default_betas",
     "default_kappas",
     "heading_alignment",
@@ -543,6 +642,7 @@ __all__ = [
     "heading_scores",
     "meg_bootstrap_statistic",
     "meg_from_terms",
+    "meg_scores",
     "meg_terms",
     "planning_model",
     "posterior_from_log_likelihoods",

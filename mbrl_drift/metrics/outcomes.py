@@ -21,6 +21,16 @@ carry a bootstrap confidence interval over episodes; :func:`outcome_metrics` poo
   cells, and the distance from the nearest of those cells to each goal.
 * **Endpoint dispersion**: over the final cells of all episodes, the number of distinct
   endpoints, the share of the most common one and the entropy (bits) of their distribution.
+* **Pursuit of a target set** ``T`` of cells (one goal, several goals, or a place: the cells of
+  a short cycle the episodes settle in), :func:`target_pursuit`: an episode *arrives* when it
+  starts outside ``T`` and ends in ``T``; its *efficiency* is the SPL towards the set,
+  ``d_T(s_0) / max(d_T(s_0), tau)`` with ``d_T`` the distance to the nearest cell of ``T`` and
+  ``tau`` the first step in ``T`` (Anderson et al. 2018 with a set as the goal). For a single
+  goal this is exactly the goal's success and SPL. An episode that never leaves its start cell
+  never arrives anywhere, so a policy that does not move pursues nothing.
+* **Places** (:func:`episode_places`, :func:`dominant_place`): the cells of the final cycle of
+  each timed-out episode whose last positions repeat with a period of at most ``max_period``
+  (a fixed point, a shuttle between two cells, ...), and the cycle most episodes share.
 """
 
 from __future__ import annotations
@@ -361,8 +371,113 @@ def continuous_episode_outcomes(
   }
 
 
+def set_distances(distances: Array, target: Array) -> Array:
+  """Distance from every cell to the nearest cell of a target set.
+
+  Args:
+    distances: ``[S, S]`` distances between cells (:func:`cell_distances`).
+    target: ``[S]`` bool membership of the set.
+
+  Returns:
+    ``[S]`` float32 (``inf`` where no cell of the set can be reached, or the set is empty).
+  """
+  distances = jnp.asarray(distances, jnp.float32)
+  return jnp.min(jnp.where(target[None, :], distances, jnp.inf), axis=1)
+
+
+@jax.jit
+def target_pursuit(trajectories: Trajectories, target: Array, distances: Array
+                   ) -> dict[str, Array]:
+  """Per-episode pursuit of a target set of cells (see the module docstring).
+
+  Args:
+    trajectories: ``N`` episodes of a tabular environment.
+    target: ``[S]`` bool membership of the target set (a goal cell, several goal cells, or
+      the cells of a place).
+    distances: ``[S, S]`` distances between cells.
+
+  Returns:
+    ``{"arrived": [N] bool, "efficiency": [N] float32, "start_distance": [N] float32}``:
+    whether the episode starts outside the set and ends in it, its SPL towards the set (0 when
+    it does not arrive) and the distance from its start to the set.
+  """
+  target = jnp.asarray(target, bool)
+  num_states = target.shape[0]
+  states = jnp.clip(trajectories.state_index, 0, num_states - 1)
+  length = trajectories.length
+  times = jnp.arange(states.shape[1])
+  inside = target[states] & (times[None, :] <= length[:, None])
+  start_in = inside[:, 0]
+  end_in = target[jnp.clip(final_index(trajectories), 0, num_states - 1)]
+  arrived = ~start_in & end_in
+  first = jnp.argmax(inside, axis=1).astype(jnp.float32)
+  start_distance = set_distances(distances, target)[states[:, 0]]
+  efficiency = jnp.where(
+      arrived, start_distance / jnp.maximum(jnp.maximum(start_distance, first), 1.0), 0.0)
+  return {"arrived": arrived, "efficiency": efficiency, "start_distance": start_distance}
+
+
+def episode_places(trajectories: Trajectories, num_cells: int, max_period: int = 4,
+                   tail: int | None = None) -> Array:
+  """The cells of the final short cycle of each timed-out episode.
+
+  Args:
+    trajectories: ``N`` episodes of a tabular environment.
+    num_cells: ``S`` (static).
+    max_period: longest cycle that counts as a place (static; 1 is a fixed point, 2 a shuttle
+      between two cells).
+    tail: final positions that must repeat with the period; ``max(T // 4, 4)`` by default, as
+      in :func:`episode_outcomes` (static).
+
+  Returns:
+    ``[N, S]`` bool: the cells visited in the last ``period`` steps of each timed-out episode
+    whose tail is periodic with a period of at most ``max_period``; no cell otherwise (an
+    episode that ended at a goal or hazard, or still wanders).
+  """
+  return _episode_places(trajectories, int(num_cells), int(max_period), tail)
+
+
+@functools.partial(jax.jit, static_argnames=("num_cells", "max_period", "tail"))
+def _episode_places(trajectories, num_cells, max_period, tail):
+  num_steps = trajectories.valid.shape[1]
+  if tail is None:
+    tail = max(num_steps // 4, 4)
+  states = jnp.clip(trajectories.state_index, 0, num_cells - 1)
+  length = trajectories.length
+  period, _, _ = jax.vmap(lambda s, n: _attractor(s, n, tail))(states, length)
+  has_place = (~trajectories.terminated) & (period >= 1) & (period <= max_period)
+  times = jnp.arange(states.shape[1])
+  in_cycle = ((times[None, :] > (length - period)[:, None]) & (times[None, :] <= length[:, None])
+              & has_place[:, None])
+  cells = jax.nn.one_hot(states, num_cells, dtype=bool) & in_cycle[..., None]
+  return jnp.any(cells, axis=1)
+
+
+@jax.jit
+def dominant_place(places: Array) -> tuple[Array, Array]:
+  """The place (cycle) that most episodes settle in.
+
+  Args:
+    places: ``[N, S]`` bool from :func:`episode_places`.
+
+  Returns:
+    ``(place [S] bool, share [])``: the most common non-empty cell set (the first episode's in
+    a tie; empty when no episode has a place) and the share of episodes whose place it is.
+  """
+  nonempty = jnp.any(places, axis=1)
+  same = jnp.all(places[:, None, :] == places[None, :, :], axis=-1) & nonempty[None, :]
+  counts = jnp.where(nonempty, jnp.sum(same, axis=1), 0)
+  best = jnp.argmax(counts)
+  num_episodes = places.shape[0]
+  return places[best] & nonempty[best], counts[best] / jnp.maximum(num_episodes, 1)
+
+
 __all__ = [
     "cell_distances",
+    "dominant_place",
+    "episode_places",
+    "set_distances",
+    "target_pursuit",
     "continuous_episode_outcomes",
     "position_cells",
     "endpoint_dispersion",
