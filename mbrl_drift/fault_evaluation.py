@@ -76,9 +76,12 @@ class ConditionResults:
 
     Outcomes are averaged over seeds (per-seed values under ``.../per_seed``), with non-finite
     counts. Given the environment of a goal world, each row also carries the behaviour metrics of
-    :func:`mbrl_drift.metrics.behaviour_metrics` on the episodes of all seeds pooled (with
-    bootstrap intervals) and the failure label, judged against the severity-0 (intact) row of the
-    same fault, horizon and policy.
+    :func:`mbrl_drift.metrics.seed_behaviour_metrics`: computed per seed (each seed its own
+    rationality beta and place), aggregated over seeds with the per-seed values and their range,
+    and a hierarchical bootstrap interval (seeds, then episodes) only from 10 seeds up; with a
+    fine-tuning base, the policy comparisons of :func:`mbrl_drift.metrics.seed_policy_metrics`
+    (JS distances, reversion coefficient). Then the failure label, judged against the severity-0
+    (intact) row of the same fault, horizon and policy, its target, and each seed's own label.
     """
     outcomes = self.outcomes()
     with_behaviour = env is not None and (hasattr(env, "tabular") or hasattr(env, "num_goals"))
@@ -103,43 +106,54 @@ class ConditionResults:
       row["nonfinite/params"] = int(np.max(self.nonfinite_params[f, s, h, p]))
       row["nonfinite/episodes"] = int(np.sum(np.asarray(self.trajectories.nonfinite[f, s, h, p])))
       if with_behaviour:
-        pooled = jax.tree.map(lambda x: x[f, s, h, p].reshape((-1,) + x.shape[6:]),
-                              self.trajectories)
-        behaviour = metrics_lib.behaviour_metrics(key, pooled, env, env_params, context=context)
-        behaviour = {name: np.asarray(value).item() for name, value in behaviour.items()
-                     if np.asarray(value).size == 1}
+        per_seed = jax.tree.map(lambda x: x[f, s, h, p], self.trajectories)  # [seeds, N, ...]
+        behaviour = dict(metrics_lib.seed_behaviour_metrics(key, per_seed, env, env_params,
+                                                            context=context))
         if self.policy_tables is not None and context is not None:
-          behaviour.update(_reversion_metrics(self.policy_tables[f, s, h, p], context))
+          behaviour.update(_reversion_metrics(key, self.policy_tables[f, s, h, p], context))
+        behaviour = _plain_values(behaviour)
         reference = healthy.setdefault((f, h, p), behaviour) if row["severity"] == 0.0 else (
             healthy.get((f, h, p)))
         label = metrics_lib.classify_failure(behaviour, thresholds, reference)
+        seed_labels = [c.label for c in metrics_lib.classify_seeds(behaviour, thresholds,
+                                                                   reference)]
         row["behaviour"] = behaviour
         row["label"] = label.label
+        row["label_target"] = label.target
         row["label_reasons"] = list(label.reasons)
+        row["label/per_seed"] = seed_labels
       rows.append(row)
     rows.sort(key=lambda r: (self.fault_labels.index(r["fault"]), r["severity"],
                              r["horizon"] or 0, self.policies.index(r["policy"])))
     return rows
 
 
-def _reversion_metrics(tables: np.ndarray, context: Any) -> dict[str, float]:
-  """Policy comparisons of one condition, averaged over seeds.
+def _reversion_metrics(key: jax.Array, tables: np.ndarray, context: Any) -> dict[str, Any]:
+  """Policy comparisons of one condition, per seed and aggregated over seeds.
 
   Args:
+    key: PRNG key (intervals over seeds, from 10 seeds up).
     tables: ``[seeds, 3, num_states, A]`` faulted, base and healthy fine-tuned policies.
     context: the environment's :class:`~mbrl_drift.metrics.TabularContext`.
 
   Returns:
-    ``reference/<name>`` JS distances (base, healthy, uniform, each goal's oracle),
-    ``policy/entropy``, ``drift/kl_to_base`` and ``reversion/coefficient`` / ``residual``
-    (:func:`mbrl_drift.metrics.policy_metrics`), means over seeds.
+    The keys of :func:`mbrl_drift.metrics.seed_policy_metrics`: ``reference/<name>`` JS
+    distances (base, healthy, uniform, each goal's oracle), ``policy/entropy``,
+    ``drift/kl_to_base``, ``reversion/coefficient`` and ``reversion/residual``.
   """
-  references = metrics_lib.reference_policies(context)
-  weights = (~np.asarray(context.mdp.terminal)).astype(np.float32)
-  per_seed = [metrics_lib.policy_metrics(jnp.asarray(t[0]), references, jnp.asarray(t[1]),
-                                         jnp.asarray(t[2]), jnp.asarray(weights))
-              for t in tables]
-  return {name: float(np.mean([float(m[name]) for m in per_seed])) for name in per_seed[0]}
+  tables = jnp.asarray(tables)
+  weights = (~jnp.asarray(context.mdp.terminal)).astype(jnp.float32)
+  return metrics_lib.seed_policy_metrics(key, tables[:, 0], tables[:, 1], tables[:, 2], weights,
+                                         references=metrics_lib.reference_policies(context))
+
+
+def _plain_values(metrics: dict[str, Any]) -> dict[str, Any]:
+  """Arrays as plain Python values: scalars as numbers, per-seed arrays as lists."""
+  out = {}
+  for name, value in metrics.items():
+    array = np.asarray(value)
+    out[name] = array.item() if array.size == 1 and array.ndim == 0 else array.tolist()
+  return out
 
 
 def _reference_for_seed(fault: AnyFault, seed: jax.Array, seed_params: Any) -> AnyFault:
@@ -560,8 +574,10 @@ def seed_aggregates(name: str, per_seed: Sequence[float], key: jax.Array) -> dic
   return out
 
 
-def _record_metrics(row: dict[str, Any], key: jax.Array) -> dict[str, Any]:
-  """The one merge of a row's metrics: outcomes and counts, then behaviour, then seeds."""
+def record_metrics(row: dict[str, Any], key: jax.Array) -> dict[str, Any]:
+  """The flat metrics of a :meth:`ConditionResults.rows` row, merged in the one order every
+  front end uses: outcomes and non-finite counts, then behaviour, then the aggregates over
+  seeds of :func:`seed_aggregates` (``key`` seeds their bootstrap)."""
   metrics = {name: value for name, value in row.items()
              if name.startswith(("outcome/", "nonfinite/"))}
   metrics.update(row.get("behaviour") or {})
@@ -582,7 +598,7 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
   Every front end (``mbrl-drift evaluate``, the sweep runner, the pytest plugin) calls this,
   so they agree: a fault draws its noise from its stable id (:func:`stable_fault_id` of its
   spec) in calibration and in evaluation alike, every condition of a seed shares its episode
-  starts and random numbers, and metrics merge in one order (:func:`_record_metrics`).
+  starts and random numbers, and metrics merge in one order (:func:`record_metrics`).
 
   Args:
     run: the trained run.
@@ -652,7 +668,7 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
           records.append(ConditionRecord(
               fault=spec, severity=severity, horizon=horizon, policy=policy, target_drop=drop,
               calibration=None if drop is None else calibrations[(spec, drop)],
-              metrics=_record_metrics(row, jax.random.fold_in(key, 13)),
+              metrics=record_metrics(row, jax.random.fold_in(key, 13)),
               label=row.get("label"), label_reasons=tuple(row.get("label_reasons", ())),
               row=row, position=(f, s, h, p)))
   return FaultEvaluation(records=records, results=results, calibrations=calibrations,

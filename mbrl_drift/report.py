@@ -45,7 +45,7 @@ MISSING = "–"
 INTACT = "intact"
 HEADLINE_COLUMNS = (
     "fault", "level", "horizon", "policy", "success", "success_iqm", "success_iqm_ci",
-    "coherence", "coherence_ci", "inferred_goal", "off_target", "timeout", "spl_inferred",
+    "success_seed_range", "coherence", "coherence_ci", "coherence_seed_range", "inferred_goal", "off_target", "timeout", "spl_inferred",
     "nonfinite_episodes", "label", "reasons")
 NON_GOAL_OUTCOMES = ("other", "timeout")  # outcome/p_other (hazards), outcome/p_timeout
 _REACH_KEY = re.compile(r"^outcome/p_(?P<name>[^/]+?)(?<!_ci_low)(?<!_ci_high)$")
@@ -137,8 +137,25 @@ def _value(record: Record, key: str) -> float:
 
 
 def _interval(record: Record, key: str) -> tuple[Any, Any] | None:
-  low, high = _metric(record, key + "_ci_low"), _metric(record, key + "_ci_high")
-  return None if low is None and high is None else (low, high)
+  """The confidence interval of ``key``: over seeds (``key/ci_low``, from 10 seeds up) or the
+  older per-episode one (``key_ci_low``); ``None`` when the record has neither."""
+  for low_key, high_key in ((key + "/ci_low", key + "/ci_high"),
+                            (key + "_ci_low", key + "_ci_high")):
+    low, high = _metric(record, low_key), _metric(record, high_key)
+    if low is not None or high is not None:
+      return (low, high)
+  return None
+
+
+def _seed_range(record: Record, key: str) -> tuple[Any, Any] | None:
+  """The range over seeds of ``key`` (``key/min`` .. ``key/max``, or ``seeds/<x>_min`` ..
+  ``_max`` for ``seeds/<x>_iqm``); ``None`` when the record has none."""
+  base = key.removesuffix("_iqm")
+  for low_key, high_key in ((key + "/min", key + "/max"), (base + "_min", base + "_max")):
+    low, high = _metric(record, low_key), _metric(record, high_key)
+    if low is not None and high is not None:
+      return (low, high)
+  return None
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -231,7 +248,8 @@ def headline_table(records: Sequence[Record]) -> list[dict[str, Any]]:
   Returns:
     Dicts with the keys :data:`HEADLINE_COLUMNS`: ``success`` is the mean over seeds of the
     intended success, ``success_iqm`` its interquartile mean across seeds, ``*_ci`` bootstrap
-    intervals ``(low, high)``, ``coherence`` the goal coherence C, ``inferred_goal`` the goal
+    intervals ``(low, high)`` (over seeds only from 10 seeds up), ``*_seed_range`` the lowest and
+    highest seed's value, ``coherence`` the goal coherence C, ``inferred_goal`` the goal
     name, ``off_target`` the largest share of episodes at one non-intended goal, ``timeout``
     the timeout share, ``spl_inferred`` the SPL toward the inferred goal, ``reasons`` the
     label's reasons joined by "; ". Values the record lacks are ``None``.
@@ -253,8 +271,10 @@ def headline_table(records: Sequence[Record]) -> list[dict[str, Any]]:
         "policy": _policy(record), "success": success,
         "success_iqm": _metric(record, "seeds/intended_success_iqm"),
         "success_iqm_ci": _interval(record, "seeds/intended_success_iqm"),
+        "success_seed_range": _seed_range(record, "seeds/intended_success_iqm"),
         "coherence": _metric(record, "goal/coherence"),
         "coherence_ci": _interval(record, "goal/coherence"),
+        "coherence_seed_range": _seed_range(record, "goal/coherence"),
         "inferred_goal": goal,
         "off_target": _metric(record, "outcome/off_target_mass"),
         "timeout": _metric(record, "outcome/timeout") if timeout is None else timeout,

@@ -15,18 +15,20 @@ like the claim it pins::
 **Intervals.** :meth:`Condition.interval` gives a metric's value with a confidence interval,
 from the first source that exists:
 
-1. ``<key>_ci_low`` / ``<key>_ci_high`` stored with the metrics: the 95% percentile bootstrap
-   over the episodes of all seeds pooled that :func:`mbrl_drift.metrics.behaviour_metrics`
-   computes (``goal/coherence``, ``outcome/intended_success``, ``outcome/p_<goal>``, ...);
-2. ``<key>/per_seed``: a percentile bootstrap of the mean over seeds (Efron & Tibshirani 1993),
-   computed here with a fixed seed, so the same numbers always give the same interval;
+1. ``<key>/ci_low`` / ``<key>/ci_high`` stored with the metrics: the hierarchical bootstrap
+   over seeds, then episodes, of :func:`mbrl_drift.metrics.seed_behaviour_metrics` (stored from
+   10 seeds up), or the older ``<key>_ci_low`` / ``<key>_ci_high``;
+2. ``<key>/per_seed``: from :data:`MIN_SEEDS_FOR_INTERVAL` seeds up, a percentile bootstrap of
+   the mean over seeds (Efron & Tibshirani 1993) computed here with a fixed seed; with fewer
+   seeds, the **range** of the seeds' values (a bootstrap over 2 or 4 seeds is just their
+   range), so a bound must hold for every seed;
 3. neither: the point value alone (assertion messages then say that no interval was used).
 
 :func:`assert_metric` requires the **whole** interval to clear the bound.
-:func:`assert_greater` uses a paired bootstrap over seeds when both conditions have per-seed
-values of the metric (conditions of one evaluation share their seeds and random numbers, so
-seed ``i`` of one is paired with seed ``i`` of the other), and otherwise requires the two
-intervals not to overlap.
+:func:`assert_greater` compares seed ``i`` with seed ``i`` when both conditions have per-seed
+values of the metric (conditions of one evaluation share their seeds and random numbers): a
+paired bootstrap of the mean difference from 10 seeds up, every seed's difference below that;
+otherwise it requires the two intervals not to overlap.
 """
 
 from __future__ import annotations
@@ -207,16 +209,17 @@ class Condition:
     """
     value = _as_float(self[key])
     low_key, high_key = f"{key}_ci_low", f"{key}_ci_high"
-    if low_key in self.metrics and high_key in self.metrics:
-      return Interval(value, _as_float(self.metrics[low_key]), _as_float(self.metrics[high_key]),
-                      "stored", "95% CI, percentile bootstrap over episodes, stored with the "
-                      "metrics")
+    for stored_low, stored_high, note in (
+        (f"{key}/ci_low", f"{key}/ci_high",
+         "95% CI, hierarchical bootstrap over seeds and episodes, stored with the metrics"),
+        (low_key, high_key, "95% CI, percentile bootstrap over episodes, stored with the "
+                            "metrics")):
+      if stored_low in self.metrics and stored_high in self.metrics:
+        return Interval(value, _as_float(self.metrics[stored_low]),
+                        _as_float(self.metrics[stored_high]), "stored", note)
     per_seed = self.per_seed(key)
     if per_seed is not None:
-      low, high = bootstrap_mean_ci(per_seed, confidence)
-      return Interval(value, low, high, "seeds",
-                      f"{confidence:.0%} CI, percentile bootstrap of the mean over "
-                      f"{len(per_seed)} seed{'s' if len(per_seed) != 1 else ''}")
+      return _seed_interval(value, per_seed, confidence, "of the mean over")
     return Interval(value, value, value, "point",
                     f"no {low_key} / {high_key} and no {key}/per_seed in the metrics: "
                     f"compared the point value alone")
@@ -301,6 +304,27 @@ def lookup(conditions: Iterable[Condition], fault: str | None = None,
 # ---------------------------------------------------------------------------------------------
 # Assertions
 # ---------------------------------------------------------------------------------------------
+
+
+#: Below this many seeds an "interval" over seeds is their range (a bootstrap over 2 or 4 seeds
+#: is just their range); the same number as ``mbrl_drift.metrics.stats.MIN_SEEDS_FOR_INTERVAL``
+#: (not imported: the plugin loads without JAX).
+MIN_SEEDS_FOR_INTERVAL = 10
+
+
+def _seed_interval(value: float, per_seed: Sequence[float], confidence: float,
+                   what: str) -> Interval:
+  """A bootstrap interval over seeds from :data:`MIN_SEEDS_FOR_INTERVAL` seeds up, else the
+  seeds' range, named as such."""
+  count = len(per_seed)
+  plural = "s" if count != 1 else ""
+  if count >= MIN_SEEDS_FOR_INTERVAL:
+    low, high = bootstrap_mean_ci(per_seed, confidence)
+    return Interval(value, low, high, "seeds",
+                    f"{confidence:.0%} CI, percentile bootstrap {what} {count} seed{plural}")
+  return Interval(value, float(np.min(per_seed)), float(np.max(per_seed)), "seeds",
+                  f"range over {count} seed{plural}, too few seeds for a bootstrap interval: "
+                  f"every seed must clear the bound")
 
 
 def bootstrap_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE,
@@ -465,13 +489,11 @@ def assert_greater(first: ConditionLike, second: ConditionLike, key: str, margin
   sides = [f"  first:  {first_interval.format()}", f"  second: {second_interval.format()}"]
   if method == "paired" or (method == "auto" and paired_ok):
     differences = np.subtract(seeds_first, seeds_second)
-    low, high = bootstrap_mean_ci(differences, confidence)
-    difference = Interval(float(differences.mean()), low, high, "seeds",
-                          f"{confidence:.0%} CI, paired percentile bootstrap over "
-                          f"{len(differences)} seeds")
-    if low > margin:
+    difference = _seed_interval(float(differences.mean()), tuple(differences), confidence,
+                                "paired, of the mean difference over")
+    if difference.low > margin:
       return difference
-    digits = _digits_to_tell_apart(low, margin)
+    digits = _digits_to_tell_apart(difference.low, margin)
     raise AssertionError("\n".join([
         header,
         f"  difference (first - second) = {_interval_text(difference, digits)} does not lie "

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mbrl_drift import __version__
@@ -70,21 +71,31 @@ def test_assert_metric_prints_enough_digits_to_show_a_near_miss():
     mt.assert_metric(condition, "goal/coherence", ">=", 0.8)
 
 
-def test_assert_metric_bootstraps_per_seed_values_without_a_stored_interval():
+def test_assert_metric_uses_the_range_of_a_few_seeds():
   condition = _condition(**{"outcome/intended_success": 0.6,
                             "outcome/intended_success/per_seed": [0.5, 0.4, 0.9]})
   interval = condition.interval("outcome/intended_success")
-  assert interval.source == "seeds"
-  assert 0.4 <= interval.low < 0.6 < interval.high <= 0.9
-  assert interval == condition.interval("outcome/intended_success")  # fixed resampling seed
+  assert interval.source == "seeds" and (interval.low, interval.high) == (0.4, 0.9)
   mt.assert_metric(condition, "outcome/intended_success", ">=", 0.35)
   with pytest.raises(AssertionError) as error:
-    mt.assert_metric(condition, "outcome/intended_success", ">=", 0.55)
+    mt.assert_metric(condition, "outcome/intended_success", ">=", 0.45)  # seed 1 is below
   message = str(error.value)
-  assert re.search(r"outcome/intended_success = 0\.60 \[0\.\d\d, 0\.\d\d\] \(95% CI\) is not "
-                   r">= 0\.55", message)
-  assert "percentile bootstrap of the mean over 3 seeds" in message
+  assert re.search(r"outcome/intended_success = 0\.60 \[0\.40, 0\.90\] \(range over 3 seeds\) "
+                   r"is not >= 0\.45", message)
+  assert "too few seeds for a bootstrap interval: every seed must clear the bound" in message
   assert "per seed: [0.50, 0.40, 0.90]" in message
+
+
+def test_assert_metric_bootstraps_per_seed_values_from_ten_seeds():
+  per_seed = [0.5, 0.4, 0.9, 0.6, 0.7, 0.55, 0.65, 0.5, 0.6, 0.6]
+  condition = _condition(**{"outcome/intended_success": float(np.mean(per_seed)),
+                            "outcome/intended_success/per_seed": per_seed})
+  interval = condition.interval("outcome/intended_success")
+  assert interval.source == "seeds"
+  assert 0.4 < interval.low < np.mean(per_seed) < interval.high < 0.9
+  assert interval == condition.interval("outcome/intended_success")  # fixed resampling seed
+  assert "percentile bootstrap of the mean over 10 seeds" in interval.note
+  mt.assert_metric(condition, "outcome/intended_success", ">=", 0.45)
 
 
 def test_assert_metric_without_any_interval_compares_the_point_and_says_so():
@@ -120,7 +131,7 @@ def test_assert_greater_pairs_seeds_when_both_conditions_have_them():
     mt.assert_greater(intact, unhurt, "outcome/intended_success")
   message = str(error.value)
   assert message.startswith("outcome/intended_success is not greater for intact @ severity 0.0")
-  assert "paired percentile bootstrap over 3 seeds" in message
+  assert "range over 3 seeds" in message
   assert "per-seed differences: [0.60, 0.00, 0.00]" in message
   assert re.search(r"difference \(first - second\) = 0\.20 \[0\.00, 0\.60\]", message)
   with pytest.raises(AssertionError, match="by more than 0.50"):
@@ -403,8 +414,8 @@ def test_evaluate(mbrl_trained_run, mbrl_evaluate):
   for condition in conditions:
     assert condition.label in LABELS and condition.horizon == 1 and condition.policy == "greedy"
     assert len(condition.per_seed("outcome/intended_success")) == 2
-    low, high = (condition[f"goal/coherence_ci_{end}"] for end in ("low", "high"))
-    assert low <= condition["goal/coherence"] <= high
+    low, high = (condition[f"goal/coherence/{end}"] for end in ("min", "max"))
+    assert low <= condition["goal/coherence"] <= high  # the mean over 2 seeds, within their range
   # Severity 0 is the intact agent for every fault (shared random numbers).
   intact = lookup(conditions, fault="intact")
   same = lookup(conditions, fault=FAULTS[1], severity=0.0)
@@ -436,7 +447,7 @@ def test_trained_run_is_trained_once_then_loaded_from_the_disk_cache(pytester, m
       f"  trained: {run_dir}"])
   # The failure message of an assertion on real metrics shows the numbers and the interval.
   first.stdout.fnmatch_lines([
-      "E * goal/coherence = * [[]*, *[]] (95% CI) is not >= 1.50 for value:signflip @ severity "
+      "E * goal/coherence = * [[]*, *[]] (range over 2 seeds) is not >= 1.50 for value:signflip @ severity "
       "1.0, horizon 1, greedy",
       "E * its lower end is *"])
   assert json.loads(record.read_text()) == {"run_dir": str(run_dir), "num_seeds": 2,

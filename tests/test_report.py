@@ -5,12 +5,13 @@ import re
 import shutil
 import types
 
+import jax
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
 from mbrl_drift import report
-from mbrl_drift.fault_evaluation import evaluate_conditions, parse_faults
+from mbrl_drift.fault_evaluation import evaluate_conditions, parse_faults, record_metrics
 from mbrl_drift.runs import load_run
 
 FAULT_SPECS = ("value:gaussian(scale=2.0)", "world_model/dynamics:ablate")
@@ -21,7 +22,7 @@ THRESHOLDS = "Coherent when C >= 0.5 (thresholds note)."
 
 
 def _records(run, results):
-  """Trial records as the sweep runner stores them, one per (fault, severity, horizon, policy)."""
+  """Trial records as the sweep runner stores them (metrics merged by the pipeline's one rule), one per (fault, severity, horizon, policy)."""
   rows = results.rows(run.trainer.env, run.trainer.env_params)
   records = []
   for row in rows:
@@ -30,8 +31,7 @@ def _records(run, results):
     index = (results.fault_labels.index(row["fault"]),
              list(results.severities).index(row["severity"]),
              list(results.horizons).index(row["horizon"]), results.policies.index(row["policy"]))
-    metrics = {k: v for k, v in row.items() if "/" in k}
-    metrics.update(row["behaviour"])
+    metrics = record_metrics(row, jax.random.key(13))
     component, _, fault_name = row["fault"].partition(":")
     records.append({
         "trial_id": f"trial{len(records)}", "job_id": "job0", "run_dir": "runs/job0",
@@ -88,11 +88,16 @@ def test_headline_table_has_one_row_per_condition(sweep):
     metrics = record["metrics"]
     assert row["success"] == pytest.approx(np.mean(metrics["outcome/intended_success/per_seed"]))
     assert row["coherence"] == metrics["goal/coherence"]
-    assert row["coherence_ci"] == (metrics["goal/coherence_ci_low"],
-                                   metrics["goal/coherence_ci_high"])
+    # 2 seeds: no interval over seeds, the seeds' range instead
+    assert row["coherence_ci"] is None
+    assert row["coherence_seed_range"] == (metrics["goal/coherence/min"],
+                                           metrics["goal/coherence/max"])
+    assert row["success_seed_range"] == (metrics["seeds/intended_success_min"],
+                                         metrics["seeds/intended_success_max"])
     assert row["inferred_goal"] == "AB"[metrics["goal/inferred_goal"]]
     assert row["spl_inferred"] == metrics[f"outcome/spl_{row['inferred_goal']}"]
-    assert row["label"] == record["label"] and row["success_iqm"] is None
+    assert row["label"] == record["label"]
+    assert row["success_iqm"] == metrics["seeds/intended_success_iqm"]
 
 
 def test_html_embeds_every_figure(sweep):
@@ -173,7 +178,8 @@ def test_missing_metrics_render_as_dashes_and_nonfinite_as_nan(tmp_path):
   intact_line = next(line for line in table.splitlines() if line.startswith("| intact"))
   assert intact_line.count("| – ") == len(report.HEADLINE_COLUMNS) - 4
   broken = next(line for line in table.splitlines() if line.startswith("| value:signflip"))
-  assert "| 0.50 | – | – | nan | – |" in broken
+  # success, its IQM, CI and seed range missing, C nan, its CI and seed range missing
+  assert "| 0.50 | – | – | – | nan | – | – |" in broken
   text = paths.markdown.read_text()
   assert intact_line in text and broken in text
   assert "CartPole has no render_trajectory" in text
