@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import datetime
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -768,8 +769,10 @@ def _fmt_value(value: Any, digits: int = 4) -> str:
 class RunCache:
   """Trains runs once and keeps them, in memory for this process and on disk across processes.
 
-  A run lives in ``<cache_dir>/<config_hash>-s<seeds>-b<seed>-v<mbrl_drift version>/`` (a run
-  directory of :func:`mbrl_drift.runs.train_run`). A finished run there (``summary.json`` with
+  A run lives in ``<cache_dir>/<config_hash>-s<seeds>-b<seed>-v<version>-c<code>/`` (a run
+  directory of :func:`mbrl_drift.runs.train_run`), where ``<code>`` is :func:`code_fingerprint`:
+  after any change to the package's sources, agents are trained anew, so a green suite is
+  evidence about the code it ran. A finished run there (``summary.json`` with
   ``finished: true``) is loaded, never retrained; an unfinished one (interrupted) resumes; a
   corrupted one is trained again. A file lock (``<run dir>.lock``) makes concurrent processes
   (pytest-xdist workers) train each run once: the others wait, then load it.
@@ -801,7 +804,7 @@ class RunCache:
       start = Path(getattr(init_from, "run_dir", init_from)).name
       frozen = hashlib.sha256(",".join(sorted(freeze)).encode()).hexdigest()[:8]
       name += f"-from-{start}-f{frozen}"
-    return self.cache_dir / f"{name}-v{__version__}"
+    return self.cache_dir / f"{name}-v{__version__}-c{code_fingerprint()}"
 
   def __call__(self, config: Any, seeds: int = 2, seed: int = 0, init_from: Any = None,
                freeze: Sequence[str] = ()) -> Any:
@@ -863,6 +866,22 @@ def _resolve_config(config: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Fault evaluation
 # ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def code_fingerprint() -> str:
+  """A short hash of the source of the installed ``mbrl_drift`` and ``envs`` packages (every
+  ``.py`` file's path and bytes): the code that trains and evaluates an agent."""
+  import importlib.util
+
+  digest = hashlib.sha256()
+  for package in ("mbrl_drift", "envs"):
+    spec = importlib.util.find_spec(package)
+    root = Path(spec.origin).parent
+    for path in sorted(root.rglob("*.py")):
+      digest.update(str(path.relative_to(root.parent)).encode())
+      digest.update(path.read_bytes())
+  return digest.hexdigest()[:10]
 
 
 def evaluate_faults(run: Any, faults: Sequence[str], severities: Sequence[float],
@@ -928,6 +947,7 @@ __all__ = [
     "assert_less",
     "assert_metric",
     "bootstrap_mean_ci",
+    "code_fingerprint",
     "environment_versions",
     "evaluate_faults",
     "file_lock",

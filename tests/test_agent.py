@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,12 +149,13 @@ def test_exhaustive_scores_equal_brute_force_and_horizon_is_traced():
   import itertools
   sequences = np.array(list(itertools.product(range(3), repeat=3)))
   returns = sequence_returns(agent, params, z0, jax.nn.one_hot(sequences, 3))
-  scores_fn = jax.jit(lambda h: exhaustive_scores(agent, params, z0, h))
+  # The horizon is traced: every horizon reuses one trace (a second one raises).
+  scores_fn = jax.jit(chex.assert_max_traces(lambda h: exhaustive_scores(agent, params, z0, h),
+                                             n=1))
   for horizon in (1, 2, 3):
     expected = [max(float(returns[i, horizon]) for i in range(len(sequences))
                     if sequences[i, 0] == a) for a in range(3)]
     np.testing.assert_allclose(scores_fn(horizon), expected, rtol=1e-5)
-  assert scores_fn._cache_size() == 1
 
 
 def test_sequence_returns_bootstrap_with_value_and_termination():
@@ -236,9 +238,10 @@ def test_evaluate_trajectories_are_consistent(tiny_trained_seeds):
   initial = tiny_trained_seeds.init(tiny_trained_seeds.keys).params
   params = jax.tree.map(lambda x: x[0], initial)  # untrained parameters of the first seed
   env, env_params = trainer.env, trainer.env_params
-  run = jax.jit(lambda k, h: evaluate(trainer.agent, params, env, env_params, k, 16,
-                                      eval_args(depth=h, selection=BOLTZMANN),
-                                      max_steps=int(env_params.max_steps)))
+  run = jax.jit(chex.assert_max_traces(
+      lambda k, h: evaluate(trainer.agent, params, env, env_params, k, 16,
+                            eval_args(depth=h, selection=BOLTZMANN),
+                            max_steps=int(env_params.max_steps)), n=1))
   traj = run(jax.random.key(1), 2)
   T = int(env_params.max_steps)
   assert traj.obs.shape[:2] == (16, T + 1) and traj.valid.shape == (16, T)
@@ -256,10 +259,9 @@ def test_evaluate_trajectories_are_consistent(tiny_trained_seeds):
   total = summary["outcome/timeout"] + sum(summary[f"outcome/reach_goal_{k}"]
                                            for k in range(env.num_goals))
   np.testing.assert_allclose(total, 1.0, rtol=1e-6)
-  # Same key, same trajectories; another horizon reuses the compilation.
+  # Same key, same trajectories; another horizon reuses the trace (a second one raises).
   np.testing.assert_array_equal(run(jax.random.key(1), 2).action, traj.action)
   run(jax.random.key(1), 1)
-  assert run._cache_size() == 1
 
 
 def test_n_step_targets_treat_terminal_time_limit_steps_as_terminal():

@@ -1,7 +1,9 @@
 """Evaluation of trained runs under faults: condition grids, non-finite faults, calibration, CLI."""
 
+import contextlib
 import json
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -10,6 +12,21 @@ from mbrl_drift import faults
 from mbrl_drift.cli import main
 from mbrl_drift.fault_evaluation import calibrate_fault, evaluate_conditions, parse_faults
 from mbrl_drift.runs import load_run
+
+
+@contextlib.contextmanager
+def _one_trace_of_the_grid():
+  """Replaces the compiled grid of evaluate_conditions by one that raises on a second trace."""
+  from mbrl_drift import fault_evaluation
+
+  original = fault_evaluation._evaluate_grid
+  fault_evaluation._evaluate_grid = jax.jit(
+      chex.assert_max_traces(original.__wrapped__, n=1),
+      static_argnames=("agent", "env", "num_episodes", "max_steps", "batch_size"))
+  try:
+    yield
+  finally:
+    fault_evaluation._evaluate_grid = original
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +64,9 @@ def test_same_key_same_results_and_new_severities_reuse_the_compilation(tiny_run
   first = evaluate_conditions(tiny_run, fault, severities, num_episodes=4)
   again = evaluate_conditions(tiny_run, fault, severities, num_episodes=4)
   np.testing.assert_array_equal(first.trajectories.action, again.trajectories.action)
-  from mbrl_drift.fault_evaluation import _evaluate_grid
-  before = _evaluate_grid._cache_size()
-  evaluate_conditions(tiny_run, fault, severities + 0.05, num_episodes=4)
-  assert _evaluate_grid._cache_size() == before
+  with _one_trace_of_the_grid():  # new severities: no new trace
+    evaluate_conditions(tiny_run, fault, severities + 0.05, num_episodes=4)
+    evaluate_conditions(tiny_run, fault, severities + 0.1, num_episodes=4)
 
 
 def test_nonfinite_faults_are_reported_not_raised(tiny_run):
@@ -94,13 +110,10 @@ def test_bad_horizon_and_policy_are_rejected(tiny_run):
 
 
 def test_calibration_brackets_the_requested_drop_in_one_compilation(tiny_run):
-  from mbrl_drift.fault_evaluation import _evaluate_grid
   fault = parse_faults(tiny_run, [CALIBRATED_SPEC])[0]
-  evaluate_conditions(tiny_run, [fault], np.zeros(GRID_SIZE), num_episodes=4)  # the grid size
-  before = _evaluate_grid._cache_size()
-  result = calibrate_fault(tiny_run, fault, target_drop=0.05, num_episodes=4,
-                           grid_size=GRID_SIZE, num_rounds=2, metric="outcome/mean_return")
-  assert _evaluate_grid._cache_size() == before
+  with _one_trace_of_the_grid():
+    result = calibrate_fault(tiny_run, fault, target_drop=0.05, num_episodes=4,
+                             grid_size=GRID_SIZE, num_rounds=2, metric="outcome/mean_return")
   assert result.num_calls >= 2 and len(result.severities) == result.num_evaluations
   assert 0.0 <= result.severity <= result.severities.max()
   if result.reached:

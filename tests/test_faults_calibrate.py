@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +27,10 @@ def exact_severity(drop, center=CENTER, width=WIDTH, baseline=None):
 class CountingEvaluator:
   """Wraps a jitted, vmapped metric and records every call."""
 
-  def __init__(self, metric):
+  def __init__(self, metric, max_traces=None):
+    if max_traces is not None:  # a further trace raises
+      chex.clear_trace_counter()  # parametrised cases share the wrapped function's footprint
+      metric = chex.assert_max_traces(metric, n=max_traces)
     self.fn = jax.jit(jax.vmap(metric))
     self.calls = []
 
@@ -37,7 +41,7 @@ class CountingEvaluator:
 
 @pytest.mark.parametrize("target_drop", [0.2, 0.5, 0.9])
 def test_finds_the_known_severity(target_drop):
-  evaluate = CountingEvaluator(sigmoid_metric)
+  evaluate = CountingEvaluator(sigmoid_metric, max_traces=1)  # same shape: one compilation
   result = faults.calibrate_severity(evaluate, target_drop, num_rounds=3, grid_size=8)
   assert result.reached
   assert result.severity == pytest.approx(exact_severity(target_drop), abs=1e-4)
@@ -48,7 +52,6 @@ def test_finds_the_known_severity(target_drop):
   assert all(call.shape == (8,) for call in evaluate.calls)
   assert result.num_calls == len(evaluate.calls) == 1 + 3 + 1  # grid, rounds, confirmation
   assert result.num_evaluations == 8 * result.num_calls == result.severities.size
-  assert evaluate.fn._cache_size() == 1  # every call has the same shape: one compilation
 
 
 def test_expands_the_interval_when_needed():

@@ -438,7 +438,8 @@ def test_trained_run_is_trained_once_then_loaded_from_the_disk_cache(pytester, m
   record = pytester.path / "record.json"
   monkeypatch.setenv("RUN_RECORD", str(record))
   pytester.makepyfile(test_cached_plugin_runs=RUN_TESTS)
-  run_dir = cache / f"{_tiny_config().config_hash()}-s2-b0-v{__version__}"
+  run_dir = cache / (f"{_tiny_config().config_hash()}-s2-b0-v{__version__}"
+                     f"-c{mt.code_fingerprint()}")
 
   first = pytester.runpytest("--mbrl-cache-dir", str(cache))
   first.assert_outcomes(passed=2, failed=1)

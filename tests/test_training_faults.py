@@ -8,6 +8,7 @@ case trains the same two seeds (same keys) as the healthy run without hooks it i
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +58,7 @@ def train_with_faults(tiny_train_config, tiny_trained_seeds):
   keys = tiny_trained_seeds.keys
 
   @jax.jit
+  @chex.assert_max_traces(n=1)  # every case reuses the one compilation (a second trace raises)
   def train(severity):
     trainer = make_train(tiny_train_config, all_fault_hooks(severity))
     return jax.vmap(trainer.train)(keys)
@@ -68,8 +70,7 @@ def train_with_faults(tiny_train_config, tiny_trained_seeds):
     severity = {name: jnp.float32(switched_on.get(name, 0.0)) for name in SEVERITY_NAMES}
     return train(severity)
 
-  yield run
-  assert train._cache_size() == 1  # every case reused the one compilation
+  return run
 
 
 def _changed(a, b):
