@@ -17,8 +17,9 @@ Fixtures:
 * ``mbrl_cache_dir``: the directory of the cached runs.
 
 Options (group ``mbrl_drift``): ``--mbrl-cache-dir``, ``--mbrl-update-baselines``,
-``--mbrl-require-baselines``, ``--run-experiments``, ``--skip-experiments``; ini option
-``mbrl_cache_dir``. Markers: ``experiment`` and ``slow``. See docs/pytest_plugin.md.
+``--mbrl-require-baselines`` (on where ``$CI`` is set: a missing baseline fails in CI instead of
+being recorded), ``--run-experiments``, ``--skip-experiments``; ini option ``mbrl_cache_dir``.
+Markers: ``experiment`` and ``slow``. See docs/pytest_plugin.md.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
       help="rewrite the numeric baselines checked by mbrl_baseline with the new values")
   group.addoption(
       "--mbrl-require-baselines", action="store_true", default=False,
-      help="fail a baseline check that has no recorded baseline instead of recording it")
+      help="fail a baseline check that has no recorded baseline instead of recording it "
+           "(on by default where the environment variable CI is set, as in CI services)")
   group.addoption(
       "--run-experiments", action="store_true", default=False,
       help="run only the tests marked 'experiment' (like -m experiment)")
@@ -275,5 +277,11 @@ def mbrl_baseline(request: pytest.FixtureRequest) -> Any:
 
   return Baseline(module_path.parent / "baselines" / f"{module_path.stem}.json", test_key,
                   update=config.getoption("mbrl_update_baselines"),
-                  require=config.getoption("mbrl_require_baselines"), on_record=on_record,
+                  require=config.getoption("mbrl_require_baselines") or _in_ci(),
+                  on_record=on_record,
                   update_hint="rerun with --mbrl-update-baselines to accept the new values")
+
+
+def _in_ci() -> bool:
+  """Whether this runs in CI (``$CI`` set to anything but empty, ``0`` or ``false``)."""
+  return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")

@@ -283,7 +283,9 @@ def test_file_lock_serialises_holders():
   assert events in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
 
 
-def test_baseline_fixture_creates_compares_and_updates(pytester):
+def test_baseline_fixture_creates_compares_and_updates(pytester, monkeypatch):
+  monkeypatch.delenv("CI", raising=False)  # outside CI a missing baseline is recorded
+
   def write_test(value):
     pytester.makepyfile(test_numbers=f"""
         def test_numbers(mbrl_baseline):
@@ -320,6 +322,12 @@ def test_baseline_fixture_creates_compares_and_updates(pytester):
   result = pytester.runpytest("--mbrl-require-baselines")
   result.assert_outcomes(failed=1)
   result.stdout.fnmatch_lines(["*no baseline 'test_numbers::run' in *"])
+  # In CI ($CI set) a missing baseline fails without the flag, and nothing is recorded.
+  monkeypatch.setenv("CI", "true")
+  result = pytester.runpytest()
+  result.assert_outcomes(failed=1)
+  result.stdout.fnmatch_lines(["*no baseline 'test_numbers::run' in *"])
+  assert not (pytester.path / "baselines" / "test_numbers.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------
