@@ -66,12 +66,14 @@ def component_class(component: str) -> str | None:
 
 def _interval(metrics: dict[str, Any], key: str) -> str:
   value = metrics.get(key)
-  low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+  low = metrics.get(f"{key}/ci_low", metrics.get(f"{key}_ci_low"))
+  high = metrics.get(f"{key}/ci_high", metrics.get(f"{key}_ci_high"))
   if value is None:
     return "–"
   if low is None or high is None:
     base = key.removesuffix("_iqm")
-    lowest, highest = metrics.get(f"{base}_min"), metrics.get(f"{base}_max")
+    lowest = metrics.get(f"{key}/min", metrics.get(f"{base}_min"))
+    highest = metrics.get(f"{key}/max", metrics.get(f"{base}_max"))
     if lowest is not None and highest is not None:  # too few seeds for an interval: their range
       return f"{float(value):.2f} (seeds {float(lowest):.2f}..{float(highest):.2f})"
     return f"{float(value):.2f}"
@@ -85,7 +87,8 @@ def _damage(config: dict[str, Any]) -> str:
 
 
 def headline(records: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-  """One row per condition: the numbers the answer rests on, with 95% bootstrap intervals."""
+  """One row per condition: the numbers the answer rests on, with the seeds' range (or a 95%
+  bootstrap interval over seeds from 10 seeds up)."""
   rows = []
   for record in records:
     config, metrics = record["config"], record["metrics"]
@@ -164,8 +167,9 @@ def verdict(records: Sequence[dict[str, Any]]) -> str:
       answer = ("The hypothesis is **not supported** by this sweep: neither group carries its "
                 "predicted label in a majority of conditions")
     lines.append(f"{answer} (majority of conditions per group, pooled over horizons and action "
-                 f"selection; intervals are 95% bootstrap intervals over episodes, or over seeds "
-                 f"for the IQM).")
+                 f"selection; metrics are computed per seed and averaged; with fewer than 10 "
+                 f"seeds each value shows the seeds' range, from 10 seeds up a 95% hierarchical "
+                 f"bootstrap interval over seeds and episodes).")
   lines.append("")
   return "\n".join(lines)
 

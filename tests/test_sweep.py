@@ -309,3 +309,50 @@ def test_report_command_and_e1_script_on_a_finished_sweep(reference_sweep, sweep
   assert e1.component_class("value+world_model/reward") == "objective"
   assert e1.component_class("world_model/dynamics") == "model"
   assert e1.component_class("value+world_model/dynamics") is None
+
+
+def test_both_e1_sweep_files_parse_and_their_jobs_validate():
+  e1 = _load_e1()
+  for name, path in e1.CONFIGS.items():
+    spec = sweep.SweepSpec.from_file(path)  # validates fault targets against each job's agent
+    jobs = spec.jobs()
+    assert jobs and all(job.config.env == "GoalGrid-FourRooms" for job in jobs), name
+    assert all(len(spec.trials(job)) > 0 for job in jobs)
+    assert [r[0] for r in jobs[0].references] == ["goal_b"]
+
+
+def test_the_readme_main_command_runs_its_quick_path_on_a_tiny_budget(tmp_path, capsys):
+  """experiments/component_faults.py --quick with its sweep file shrunk to seconds: the same
+  faults, references, matched damage and report path as the README's main command."""
+  import tomllib
+
+  e1 = _load_e1()
+  data = tomllib.loads(e1.CONFIGS["quick"].read_text())
+  data["train"].update(total_steps=256, num_envs=8, buffer_size=256, batch_size=8,
+                       learning_starts=64, num_chunks=2, eval_episodes=4,
+                       agent={"latent_dim": 8, "hidden_dim": 16, "num_layers": 1,
+                              "max_horizon": 1, "use_decoder": True})
+  data["references"][0]["train"] = {"total_steps": 128}
+  data["evaluate"].update(episodes=4, calibration_episodes=4, sample_episodes=2)
+  spec = sweep.SweepSpec.from_dict(data)
+  tiny = tmp_path / "tiny.toml"
+  tiny.write_text(_to_toml(spec))
+  assert e1.main(["--config", str(tiny), "--out", str(tmp_path / "out")]) == 0
+  printed = capsys.readouterr().out
+  assert f"{len(spec.trials(spec.jobs()[0]))} trials" in printed
+  assert "## Answer" not in printed and "report: " in printed
+  assert (tmp_path / "out" / "report" / "report.html").exists()
+
+
+def _to_toml(spec) -> str:
+  """A sweep file for ``spec`` (the flat layout of SweepSpec.to_dict, as JSON-compatible TOML)."""
+  import json
+
+  def value(v):
+    if isinstance(v, dict):
+      return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
+    if isinstance(v, (list, tuple)):
+      return "[" + ", ".join(value(x) for x in v) + "]"
+    return json.dumps(v)
+
+  return "\n".join(f"{k} = {value(v)}" for k, v in spec.to_dict().items() if v is not None)
