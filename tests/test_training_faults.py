@@ -121,3 +121,34 @@ def test_gradient_noise_target_noise_and_optimiser_reset_run_and_change_training
 def test_optimiser_reset_of_an_unknown_component_is_rejected(tiny_train_config):
   with pytest.raises(ValueError, match="unknown component"):
     make_train(tiny_train_config, TrainingHooks(optimizer_resets=(("policy", 0, 1.0),)))
+
+
+def test_a_freeze_that_starts_mid_run_stops_updates_from_its_start_step(tiny_train_config,
+                                                                        tiny_trained_seeds):
+  """The tiny run has 2 chunks of 128 environment steps. A value freeze from step 128 on lets
+  chunk 0 train the value, then holds it bit for bit through chunk 1 while the world model keeps
+  learning; the transient window [128, 192) lets the value train again after it closes. The
+  window is traced: both cases share one compilation."""
+  keys = tiny_trained_seeds.keys
+  init_state = tiny_trained_seeds.init(keys)
+
+  def trainer_for(start_step, end_step):
+    return make_train(tiny_train_config, TrainingHooks(update_transforms=(
+        faults.freeze(target="value", start_step=start_step, end_step=end_step),)))
+
+  @jax.jit
+  def run_chunk(state, start_step, end_step):
+    return jax.vmap(trainer_for(start_step, end_step).run_chunk)(state)[0]
+
+  def chunk_params(start_step, end_step):
+    state = jax.vmap(trainer_for(0, None).init)(keys)  # the fault holds no optimiser state
+    first = run_chunk(state, start_step, end_step)
+    return first.params, run_chunk(first, start_step, end_step).params
+
+  first, second = chunk_params(jnp.int32(128), jnp.int32(2**30))
+  assert _changed(init_state.params["value"], first["value"])
+  assert not _changed(first["value"], second["value"])
+  assert _changed(first["world_model"], second["world_model"])
+
+  _, transient_end = chunk_params(jnp.int32(128), jnp.int32(192))
+  assert _changed(second["value"], transient_end["value"])
