@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.console import Console
 
 from mbrl_drift import sweep
 from mbrl_drift.progress import format_duration, progress_reporter
+from mbrl_drift.sweep import runner
 from mbrl_drift.sweep.store import LEDGER_NAME
 
 TINY_SWEEP = """
@@ -273,6 +275,57 @@ def test_the_ray_runner_gives_the_local_runners_results(tmp_path, ray_instance,
               if v["job_id"] == one_job.jobs()[0].job_id}
   assert len(expected) == 10
   assert _comparable(records) == expected
+
+
+def test_the_ray_runner_retries_a_job_whose_worker_died(tmp_path, monkeypatch, ray_instance,
+                                                        reference_sweep):
+  # The job's first attempt kills its own worker once its training wrote a checkpoint; Ray runs
+  # it again, and the job resumes its training and gives the undisturbed sweep's records.
+  spec, _, _, reference_records, _ = reference_sweep
+  one_job = _short_job(spec)
+  out, attempts = tmp_path / "ray", tmp_path / "attempts"
+  attempts.mkdir()
+  execute_job = runner.execute_job
+
+  def killed_once(sweep_dir, spec, job, *args):
+    (attempts / str(os.getpid())).touch()
+    if len(list(attempts.iterdir())) == 1:
+      checkpoint = Path(sweep_dir) / job.run_dir / "checkpoint.npz"
+
+      def kill_after_first_checkpoint():
+        while not checkpoint.exists():
+          time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+      threading.Thread(target=kill_after_first_checkpoint, daemon=True).start()
+    return execute_job(sweep_dir, spec, job, *args)
+
+  monkeypatch.setattr(runner, "execute_job", killed_once)
+  summary = sweep.run_sweep(one_job, out, runner="ray", workers=1)
+  assert summary.completed == 10 and not summary.failed
+  assert len(list(attempts.iterdir())) == 2  # two workers: the killed one and the retry
+  with sweep.ResultsStore.open_readonly(out) as store:
+    ledger, records = store.ledger(), store.records()
+  assert [row["completions"] for row in ledger] == [1] * 10
+  expected = {k: v for k, v in _comparable(reference_records).items()
+              if v["job_id"] == one_job.jobs()[0].job_id}
+  assert _comparable(records) == expected
+
+
+def test_the_ray_runner_does_not_retry_a_jobs_error(tmp_path, monkeypatch, ray_instance,
+                                                    sweep_file):
+  attempts = tmp_path / "attempts"
+
+  def failing(*args):
+    with open(attempts, "a") as f:
+      f.write("attempt\n")
+    raise ValueError("a real error")
+
+  monkeypatch.setattr(runner, "execute_job", failing)
+  one_job = _short_job(sweep.SweepSpec.from_file(sweep_file))
+  with pytest.raises(sweep.SweepError, match="a real error"):
+    sweep.run_sweep(one_job, tmp_path / "out", runner="ray", workers=1)
+  assert attempts.read_text() == "attempt\n"
 
 
 def test_an_unknown_runner_is_refused(tmp_path, sweep_file):

@@ -7,6 +7,10 @@ in one compiled call, and returns the trial records. The driver commits them. A 
 function of picklable arguments, so the local process pool and Ray run exactly the same code and
 give the same numbers.
 
+Jobs are idempotent: a job that runs again resumes its checkpointed training and redoes only its
+unfinished trials. Ray therefore retries a task whose worker or node dies (``RAY_MAX_RETRIES``),
+while an exception raised by the job itself fails it at once.
+
 Progress: the driver shows a :mod:`mbrl_drift.progress` reporter (trials done / total, elapsed,
 ETA, a status line per running job). A job reports its phase (training, evaluating) through a
 ``status`` callable: a direct call when it runs in the driver, otherwise a small file
@@ -37,6 +41,7 @@ from mbrl_drift.sweep.spec import INTACT, MAIN_RUN, Job, SweepSpec, Trial
 from mbrl_drift.sweep.store import Calibration, ResultsStore
 
 RUNNERS = ("local", "ray")
+RAY_MAX_RETRIES = 3  # retries of a Ray task whose worker or node died (not of a job's errors)
 STATUS_NAME = "status"  # runs/<job>/status: the running job's phase, polled by the driver
 _POLL_S = 0.5
 
@@ -294,7 +299,10 @@ def _ray_results(tasks: Sequence[tuple], address: str | None,
       warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
       ray.init(**options)
   try:
-    remote = ray.remote(num_cpus=1, max_retries=0)(execute_job)
+    # A job is idempotent, so a task whose worker or node died is simply run again; an exception
+    # raised by the job is a real error and is not retried.
+    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES,
+                        retry_exceptions=False)(execute_job)
     pending = {remote.remote(*args): index for index, args in enumerate(tasks)}
     while pending:
       done, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
@@ -353,7 +361,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | os.PathLike, runner: str = "loca
     spec: the sweep.
     sweep_dir: its results store (created if new).
     runner: ``"local"`` (a pool of spawned processes, one job each, pinned one per core; jobs
-      run in this process when there is one job or one worker) or ``"ray"``.
+      run in this process when there is one job or one worker) or ``"ray"`` (a task whose worker
+      or node dies is retried, up to ``RAY_MAX_RETRIES`` times).
     workers: parallel jobs (default: one per core, at most the number of jobs).
     address: Ray cluster address (``None`` starts a local Ray instance).
     log: called with the plain progress lines (e.g. ``print``); giving it turns progress on.
