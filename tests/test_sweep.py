@@ -1,19 +1,27 @@
-"""Sweeps: spec files, the results store, resuming after SIGKILL, local and Ray runners."""
+"""Sweeps: spec files, the results store, resuming after SIGKILL, local and Ray runners,
+progress output."""
 
+import io
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import jax
 import pytest
+from rich.console import Console
 
 from mbrl_drift import sweep
+from mbrl_drift.progress import format_duration, progress_reporter
+from mbrl_drift.sweep import runner
 from mbrl_drift.sweep.store import LEDGER_NAME
 
 TINY_SWEEP = """
@@ -70,13 +78,31 @@ def sweep_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference_sweep(tmp_path_factory, sweep_file):
-  """The tiny sweep run once, uninterrupted, in this process."""
+  """The tiny sweep run once, uninterrupted, in this process (its progress lines in
+  ``summary.lines``)."""
   spec = sweep.SweepSpec.from_file(sweep_file)
   out = tmp_path_factory.mktemp("reference")
-  summary = sweep.run_sweep(spec, out, workers=1)
+  lines = []
+  summary = sweep.run_sweep(spec, out, workers=1, log=lines.append, progress=False)
   with sweep.ResultsStore.open_readonly(out) as store:
     records = store.records()
-  return spec, out, summary, records
+  return spec, out, summary, records, lines
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+  """One local Ray instance (one CPU) for the module's Ray tests; the runner uses it."""
+  ray = pytest.importorskip("ray", reason="the Ray runner is an optional extra: pip install .[ray]")
+  with warnings.catch_warnings():  # Ray's fork + exec is not the bare fork JAX warns about
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+  yield ray
+  ray.shutdown()
+
+
+def _short_job(spec):
+  """The "short" job alone: the same job and trial ids as in the two-job sweep."""
+  return sweep.SweepSpec.from_dict({**spec.to_dict(), "variants": [{"name": "short"}]})
 
 
 # -- spec ----------------------------------------------------------------------------------------
@@ -187,7 +213,7 @@ def test_a_store_refuses_another_sweep_and_a_second_writer(tmp_path, sweep_file)
 
 
 def test_a_sweep_completes_every_trial_once_and_loads_into_a_dataframe(reference_sweep):
-  spec, out, summary, records = reference_sweep
+  spec, out, summary, records, _ = reference_sweep
   assert summary.completed == summary.num_trials == 20 and not summary.failed
   with sweep.ResultsStore.open_readonly(out) as store:
     ledger = store.ledger()
@@ -211,7 +237,7 @@ def test_a_sweep_completes_every_trial_once_and_loads_into_a_dataframe(reference
 
 def test_a_sweep_killed_at_a_random_point_resumes_to_identical_results(
     tmp_path, sweep_file, reference_sweep):
-  spec, _, _, reference_records = reference_sweep
+  spec, _, _, reference_records, _ = reference_sweep
   out = tmp_path / "killed"
   env = {**os.environ, "MBRL_DRIFT_CACHE": str(jax.config.jax_compilation_cache_dir)}
   command = [sys.executable, "-m", "mbrl_drift.cli", "sweep", str(sweep_file), "--out",
@@ -237,11 +263,10 @@ def test_a_sweep_killed_at_a_random_point_resumes_to_identical_results(
   assert _comparable(records) == _comparable(reference_records), delay
 
 
-def test_the_ray_runner_gives_the_local_runners_results(tmp_path, sweep_file, reference_sweep):
-  pytest.importorskip("ray", reason="the Ray runner is an optional extra: pip install .[ray]")
-  spec, _, _, reference_records = reference_sweep
-  # The "short" job alone: the same job and trial ids as in the two-job local sweep.
-  one_job = sweep.SweepSpec.from_dict({**spec.to_dict(), "variants": [{"name": "short"}]})
+def test_the_ray_runner_gives_the_local_runners_results(tmp_path, ray_instance,
+                                                        reference_sweep):
+  spec, _, _, reference_records, _ = reference_sweep
+  one_job = _short_job(spec)
   summary = sweep.run_sweep(one_job, tmp_path / "ray", runner="ray", workers=1)
   assert summary.completed == 10
   with sweep.ResultsStore.open_readonly(tmp_path / "ray") as store:
@@ -250,6 +275,57 @@ def test_the_ray_runner_gives_the_local_runners_results(tmp_path, sweep_file, re
               if v["job_id"] == one_job.jobs()[0].job_id}
   assert len(expected) == 10
   assert _comparable(records) == expected
+
+
+def test_the_ray_runner_retries_a_job_whose_worker_died(tmp_path, monkeypatch, ray_instance,
+                                                        reference_sweep):
+  # The job's first attempt kills its own worker once its training wrote a checkpoint; Ray runs
+  # it again, and the job resumes its training and gives the undisturbed sweep's records.
+  spec, _, _, reference_records, _ = reference_sweep
+  one_job = _short_job(spec)
+  out, attempts = tmp_path / "ray", tmp_path / "attempts"
+  attempts.mkdir()
+  execute_job = runner.execute_job
+
+  def killed_once(sweep_dir, spec, job, *args):
+    (attempts / str(os.getpid())).touch()
+    if len(list(attempts.iterdir())) == 1:
+      checkpoint = Path(sweep_dir) / job.run_dir / "checkpoint.npz"
+
+      def kill_after_first_checkpoint():
+        while not checkpoint.exists():
+          time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+      threading.Thread(target=kill_after_first_checkpoint, daemon=True).start()
+    return execute_job(sweep_dir, spec, job, *args)
+
+  monkeypatch.setattr(runner, "execute_job", killed_once)
+  summary = sweep.run_sweep(one_job, out, runner="ray", workers=1)
+  assert summary.completed == 10 and not summary.failed
+  assert len(list(attempts.iterdir())) == 2  # two workers: the killed one and the retry
+  with sweep.ResultsStore.open_readonly(out) as store:
+    ledger, records = store.ledger(), store.records()
+  assert [row["completions"] for row in ledger] == [1] * 10
+  expected = {k: v for k, v in _comparable(reference_records).items()
+              if v["job_id"] == one_job.jobs()[0].job_id}
+  assert _comparable(records) == expected
+
+
+def test_the_ray_runner_does_not_retry_a_jobs_error(tmp_path, monkeypatch, ray_instance,
+                                                    sweep_file):
+  attempts = tmp_path / "attempts"
+
+  def failing(*args):
+    with open(attempts, "a") as f:
+      f.write("attempt\n")
+    raise ValueError("a real error")
+
+  monkeypatch.setattr(runner, "execute_job", failing)
+  one_job = _short_job(sweep.SweepSpec.from_file(sweep_file))
+  with pytest.raises(sweep.SweepError, match="a real error"):
+    sweep.run_sweep(one_job, tmp_path / "out", runner="ray", workers=1)
+  assert attempts.read_text() == "attempt\n"
 
 
 def test_an_unknown_runner_is_refused(tmp_path, sweep_file):
@@ -272,6 +348,84 @@ def test_a_failing_job_is_reported_and_retried(tmp_path, sweep_file):
   assert statuses == {"failed"}
 
 
+# -- progress ------------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_a_sweep_prints_plain_progress_lines_with_counts_and_an_eta(reference_sweep):
+  spec, _, _, _, lines = reference_sweep
+  jobs = spec.jobs()
+  assert lines[0] == ("[0/20 trials  0:00:00 elapsed  ETA -:--:--] sweep 'tiny': 20 trials in 2 "
+                      "jobs; 0 already done, 20 to run (local runner)")
+  prefix = re.compile(r"^\[(\d+)/20 trials  \d:\d\d:\d\d elapsed  ETA (-:--:--|\d:\d\d:\d\d)\] ")
+  assert all(prefix.match(line) for line in lines), lines
+  assert not any("\r" in line or "\x1b" in line for line in lines)
+  messages = [prefix.sub("", line) for line in lines]
+  for job in jobs:  # in this process, one job after the other
+    label = f"job {job.job_id} ({job.env}, {job.variant})"
+    assert messages.index(f"{label}: training") < messages.index(
+        f"{label}: evaluating 10 trials") < messages.index(f"{label}: 10 trials done")
+  done = [prefix.match(line) for line in lines if line.endswith("10 trials done")]
+  assert [m.group(1) for m in done] == ["10", "20"]
+  assert done[0].group(2) != "-:--:--" and done[1].group(2) == "0:00:00"
+
+
+def test_a_sweep_draws_a_live_display_in_a_terminal(reference_sweep):
+  spec, out, _, _, _ = reference_sweep
+  screen = io.StringIO()
+  sweep.run_sweep(spec, out, workers=1,
+                  progress=Console(file=screen, force_terminal=True, width=100))
+  text = screen.getvalue()
+  assert "\x1b[" in text  # colours and cursor moves
+  plain = _ANSI.sub("", text)
+  assert "20/20 trials" in plain and "100%" in plain
+  assert "sweep 'tiny': 20 trials in 2 jobs; 20 already done, 0 to run" in plain
+
+
+def test_the_progress_reporter_draws_a_bar_and_status_lines_in_a_terminal():
+  screen = io.StringIO()
+  console = Console(file=screen, force_terminal=True, width=100)
+  with progress_reporter(4, "demo", unit="trials", done=1, console=console) as progress:
+    assert progress.live
+    progress.status("a", "training job a")
+    progress.status("b", "evaluating job b: 3 trials")
+    progress._progress.refresh()
+    assert progress.eta_s is None  # nothing done since it started
+    progress.done("b", "job b done", advance=2)
+    assert progress.eta_s is not None and progress.completed == 3
+    progress._progress.refresh()
+  plain = _ANSI.sub("", screen.getvalue())
+  assert "training job a" in plain and "evaluating job b: 3 trials" in plain
+  assert "1/4 trials" in plain and "3/4 trials" in plain and "ETA" in plain
+  assert "job b done" in plain
+
+
+def test_the_progress_reporter_writes_plain_lines_elsewhere():
+  log = io.StringIO()
+  with progress_reporter(4, "demo", unit="chunks", console=Console(file=log)) as progress:
+    assert not progress.live
+    progress.status("run", "chunk 1")
+    progress.status("run", "chunk 1")  # unchanged: no line
+    progress.done("run", "chunk 1 done", advance=1)
+    progress.log("note")
+  lines = log.getvalue().splitlines()
+  assert [line.split("] ", 1)[1] for line in lines] == ["chunk 1", "chunk 1 done", "note"]
+  assert lines[0].startswith("[0/4 chunks  0:00:00 elapsed  ETA -:--:--] ")
+  assert lines[1].startswith("[1/4 chunks  0:00:00 elapsed  ETA 0:00:00] ")
+  assert "\r" not in log.getvalue() and "\x1b" not in log.getvalue()
+  written = []
+  with progress_reporter(2, write=written.append, console=Console(file=io.StringIO())) as p:
+    p.done(None, "first", advance=1)
+  assert written == ["[1/2 items  0:00:00 elapsed  ETA 0:00:00] first"]
+  silent = io.StringIO()
+  with progress_reporter(2, enabled=False, console=Console(file=silent)) as p:
+    p.status("x", "nothing")
+    p.done("x", "nothing", advance=2)
+  assert silent.getvalue() == "" and p.completed == 2
+  assert format_duration(3725.4) == "1:02:05" and format_duration(None) == "-:--:--"
+
+
 # -- entry points: the report command and experiment E1's script -------------------------------
 
 
@@ -288,7 +442,7 @@ def _load_e1():
 def test_report_command_and_e1_script_on_a_finished_sweep(reference_sweep, sweep_file, capsys):
   from mbrl_drift.cli import main
 
-  _, out, _, records = reference_sweep
+  _, out, _, records, _ = reference_sweep
   assert main(["report", str(out)]) == 0
   printed = capsys.readouterr().out
   assert f"report: {out / 'report' / 'report.md'}" in printed

@@ -1,6 +1,6 @@
 """Addressing components of a parameter tree by path patterns.
 
-An agent's parameters are one nested dict whose top-level keys name components (DESIGN.md,
+An agent's parameters are one nested dict whose top-level keys name components (docs/design.md,
 "Components and parameters")::
 
   {"world_model": {"encoder": {...}, "dynamics": {...}, "reward": {...}, "termination": {...}},

@@ -44,8 +44,9 @@ trained (no bootstrap after termination) and ``V*`` is 0 there by convention.
 * The **value peak goal** is the goal with the highest mean predicted value over its *approach
   states*: the non-terminal states from which one move enters the goal. Under ``V*_k`` those
   states hold the largest values of all (one step from the reward), so this is the goal the value
-  function "points at" locally, the DESIGN's "goal with the highest predicted value". It reads
-  raw values, so it can disagree with the rank-based implied goal when values are mis-scaled.
+  function "points at" locally, the "goal with the highest predicted value" of docs/design.md
+  ("Metrics"). It reads raw values, so it can disagree with the rank-based implied goal when
+  values are mis-scaled.
 
 **Planner** (:func:`planner_health`, discrete actions): the planner's greedy action on every probe
 state at every horizon ``h = 1 .. max_horizon`` (through :func:`mbrl_drift.planner.act`, so

@@ -1,8 +1,8 @@
 """Failure labels derived from behaviour metrics with documented, configurable thresholds.
 
-Continuous metrics come first; a label is a convenience on top of them (DESIGN.md, failure
-taxonomy). :func:`classify_failure` applies these rules in order and reports the numbers each
-rule looked at:
+Continuous metrics come first; a label is a convenience on top of them (docs/design.md,
+"Failure taxonomy"). :func:`classify_failure` applies these rules in order and reports the
+numbers each rule looked at:
 
 1. **intact**: intended-goal success is at least ``intact_relative_success`` times the
    unfaulted agent's (``healthy_metrics``), or at least ``intact_min_success`` when no healthy
