@@ -268,8 +268,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
   import jax
 
   from mbrl_drift.checkpoint import atomic_write_json
+  from rich.console import Console
+
   from mbrl_drift.fault_evaluation import (FaultRequest, condition_health, evaluate_faults,
-                                           stable_fault_id)
+                                           num_progress_steps, stable_fault_id)
+  from mbrl_drift.progress import progress_reporter
   from mbrl_drift.runs import enable_compilation_cache, load_run
 
   enable_compilation_cache()
@@ -283,8 +286,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     requests = [FaultRequest(spec, matched_drops=(args.match_drop,)) for spec in specs]
   else:
     requests = [FaultRequest(spec, severities=tuple(severities)) for spec in specs]
-  evaluation = evaluate_faults(run, requests or [FaultRequest("intact")], horizons, policies,
-                               args.episodes, key)
+  requests = requests or [FaultRequest("intact")]
+  with progress_reporter(num_progress_steps(requests), "evaluating", unit="steps",
+                         console=Console(stderr=True)) as progress:
+    evaluation = evaluate_faults(run, requests, horizons, policies, args.episodes, key,
+                                 progress=progress)
   calibration = {spec: result for (spec, _), result in evaluation.calibrations.items()}
   for spec, result in calibration.items():
     print(f"calibrated {spec}: severity {result.severity:.4g} gives a success drop of "
@@ -333,7 +339,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
   spec = sweep.SweepSpec.from_file(args.config)
   out = args.out or os.path.join("runs", spec.name)
   summary = sweep.run_sweep(spec, out, runner=args.runner, workers=args.workers,
-                            address=args.address, log=print)
+                            address=args.address, log=print,
+                            progress=False if args.quiet else None)
   print(f"sweep {spec.name!r}: {summary.completed} trials completed, {summary.skipped} already "
         f"done, {summary.wall_time_s:.1f}s; results in {summary.sweep_dir}")
   if not args.no_report:
@@ -445,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
   sweep_cmd.add_argument("--workers", type=int, default=None,
                          help="parallel jobs (default: one per core)")
   sweep_cmd.add_argument("--no-report", action="store_true", help="do not write the report")
+  sweep_cmd.add_argument("--quiet", action="store_true",
+                         help="plain progress lines even in a terminal (no live display)")
   sweep_cmd.set_defaults(handler=_cmd_sweep)
 
   report_cmd = commands.add_parser("report", help="write a sweep's Markdown and HTML report")

@@ -592,7 +592,7 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
                     calibration_episodes: int | None = None,
                     known_calibrations: dict[tuple[str, float], Any] | None = None,
                     thresholds: metrics_lib.FailureThresholds | None = None,
-                    resolve_spec: Any = None) -> FaultEvaluation:
+                    resolve_spec: Any = None, progress: Any = None) -> FaultEvaluation:
   """Evaluates a trained run under faults: parse, calibrate, evaluate, label, one record each.
 
   Every front end (``mbrl-drift evaluate``, the sweep runner, the pytest plugin) calls this,
@@ -614,6 +614,8 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
       anything with a ``severity``): not calibrated again.
     thresholds: failure-label thresholds (defaults when ``None``).
     resolve_spec: ``spec -> spec`` applied before parsing (e.g. a sweep's ``run=@name``).
+    progress: a :class:`~mbrl_drift.progress.ProgressReporter` told of each calibration and of
+      the evaluation (one unit each; :func:`num_progress_steps` counts them), or ``None``.
 
   Returns:
     A :class:`FaultEvaluation`.
@@ -637,10 +639,17 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
     for drop in request.matched_drops:
       if (request.spec, drop) in calibrations:
         continue
-      calibrations[(request.spec, drop)] = calibrate_fault(
+      if progress is not None:
+        progress.status("faults", f"calibrating {request.spec} to a success drop of {drop:g}")
+      result = calibrate_fault(
           run, parsed[request.spec], drop, horizon=None if depths is None else depths[0],
           policy=policies[0], num_episodes=calibration_episodes or episodes, key=key,
           fault_id=stable_fault_id(request.spec))
+      calibrations[(request.spec, drop)] = result
+      if progress is not None:
+        progress.done("faults", f"calibrated {request.spec}: severity {result.severity:.4g} "
+                                f"gives a drop of {result.drop:.3f} (target {drop:g}, reached: "
+                                f"{bool(result.reached)})", advance=1)
 
   as_float32 = lambda value: float(np.float32(value))
   wanted: dict[str, list[tuple[float, float | None]]] = {s: [(0.0, None)] for s in specs}
@@ -651,6 +660,9 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
   severity_rows = {s: sorted({severity for severity, _ in wanted[s]}) for s in specs}
   width = max(len(r) for r in severity_rows.values())
   table = [r + [r[-1]] * (width - len(r)) for r in severity_rows.values()]
+  if progress is not None:
+    count = len(specs) * width * len(depths or [0]) * len(policies) * run.num_seeds
+    progress.status("faults", f"evaluating {count} conditions x {episodes} episodes")
   results = evaluate_conditions(run, [parsed[s] for s in specs], table, depths, policies,
                                 episodes, key, fault_labels=specs,
                                 fault_ids=[stable_fault_id(s) for s in specs])
@@ -671,5 +683,15 @@ def evaluate_faults(run: TrainedRun, requests: Sequence[FaultRequest],
               metrics=record_metrics(row, jax.random.fold_in(key, 13)),
               label=row.get("label"), label_reasons=tuple(row.get("label_reasons", ())),
               row=row, position=(f, s, h, p)))
+  if progress is not None:
+    progress.done("faults", f"evaluated {len(records)} conditions", advance=1)
   return FaultEvaluation(records=records, results=results, calibrations=calibrations,
                          faults=parsed)
+
+
+def num_progress_steps(requests: Sequence[FaultRequest],
+                       known_calibrations: dict[tuple[str, float], Any] | None = None) -> int:
+  """The units :func:`evaluate_faults` reports: one per calibration to run, one evaluation."""
+  known = known_calibrations or {}
+  points = {(r.spec, d) for r in requests for d in r.matched_drops}
+  return len(points - set(known)) + 1

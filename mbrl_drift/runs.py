@@ -18,7 +18,6 @@ import functools
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,10 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rich.console import Console
+
 from mbrl_drift import checkpoint as ckpt
 from mbrl_drift.agents.base import Trainer
 from mbrl_drift.config import TrainConfig
 from mbrl_drift.evaluate import evaluate, outcome_summary
+from mbrl_drift.progress import progress_reporter
 from mbrl_drift.train import make_train
 
 METRICS_NAME = "metrics.jsonl"
@@ -97,25 +99,6 @@ def _rows(chunk: int, metrics: dict[str, Any], num_seeds: int) -> list[dict[str,
   return rows
 
 
-class _Progress:
-  """A one-line text progress bar on stderr (quiet when ``enabled`` is False)."""
-
-  def __init__(self, total: int, enabled: bool):
-    self.total, self.enabled, self.start = total, enabled, time.time()
-
-  def update(self, done: int, note: str = "") -> None:
-    if not self.enabled:
-      return
-    width = 30
-    filled = int(width * done / max(self.total, 1))
-    elapsed = time.time() - self.start
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} chunks "
-                     f"{elapsed:6.1f}s {note}")
-    if done == self.total:
-      sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, seed: int = 0,
               resume: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None,
@@ -129,7 +112,8 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     out_dir: the run directory (created).
     seed: base seed; seed ``i`` uses ``fold_in(key(seed), i)``.
     resume: continue from ``out_dir``'s checkpoint (its config must equal ``config``).
-    progress: print a progress bar on stderr.
+    progress: show progress on stderr (a live display in a terminal, one line per chunk
+      otherwise).
     log: called with short status lines (e.g. ``print``).
     max_chunks: train at most this many chunks in this call, then stop as if interrupted (a
       later call with ``resume=True`` continues); ``None`` trains to the end.
@@ -196,26 +180,31 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
     state = init(keys)
     (out / METRICS_NAME).unlink(missing_ok=True)
 
-  bar = _Progress(config.num_chunks, progress)
-  bar.update(chunks_done)
   evaluation: dict[str, Any] = {}
   last_chunk = config.num_chunks if max_chunks is None else min(config.num_chunks,
                                                                 chunks_done + max_chunks)
-  for chunk in range(chunks_done, last_chunk):
-    state, metrics = run_chunk(state)
-    evaluation = evaluate_fn(state.params, _fold_in(eval_keys, chunk))
-    metrics = {**metrics, **{f"eval/{k.split('/', 1)[1]}": v for k, v in evaluation.items()}}
-    with open(out / METRICS_NAME, "a") as f:
-      for row in _rows(chunk, metrics, num_seeds):
-        f.write(json.dumps(row) + "\n")
-    _kill_point("metrics_written", chunk)
-    ckpt.save_checkpoint(checkpoint_path, state, {
-        "chunks_done": chunk + 1, "num_seeds": num_seeds, "config_hash": config.config_hash(),
-        "version": _version()})
-    _kill_point("checkpoint_saved", chunk)
-    success = np.asarray(evaluation["outcome/intended_success"])
-    bar.update(chunk + 1, f"eval success {success.mean():.2f}")
-    chunks_done = chunk + 1
+  with progress_reporter(config.num_chunks, f"training {out.name}", unit="chunks",
+                         done=chunks_done, enabled=progress,
+                         console=Console(stderr=True)) as bar:
+    for chunk in range(chunks_done, last_chunk):
+      step = f"chunk {chunk + 1}/{config.num_chunks}"
+      bar.status("chunk", f"{step}: training {num_seeds} seed{'s' * (num_seeds > 1)}")
+      state, metrics = run_chunk(state)
+      bar.status("chunk", f"{step}: evaluating")
+      evaluation = evaluate_fn(state.params, _fold_in(eval_keys, chunk))
+      metrics = {**metrics, **{f"eval/{k.split('/', 1)[1]}": v for k, v in evaluation.items()}}
+      with open(out / METRICS_NAME, "a") as f:
+        for row in _rows(chunk, metrics, num_seeds):
+          f.write(json.dumps(row) + "\n")
+      _kill_point("metrics_written", chunk)
+      ckpt.save_checkpoint(checkpoint_path, state, {
+          "chunks_done": chunk + 1, "num_seeds": num_seeds, "config_hash": config.config_hash(),
+          "version": _version()})
+      _kill_point("checkpoint_saved", chunk)
+      bar.done("chunk", f"{step}: greedy success per seed "
+                        f"{_per_seed(evaluation['outcome/intended_success'])}, return "
+                        f"{_per_seed(evaluation['outcome/mean_return'])}", advance=1)
+      chunks_done = chunk + 1
 
   if not evaluation:  # resumed a finished run: evaluate its final state
     evaluation = evaluate_fn(state.params, _fold_in(eval_keys, config.num_chunks - 1))
@@ -233,6 +222,12 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
   }
   ckpt.atomic_write_json(out / SUMMARY_NAME, summary)
   return summary
+
+
+def _per_seed(values: Any) -> str:
+  """``"1.00 0.97 ..."``: up to 8 seeds' values."""
+  values = np.ravel(np.asarray(values))
+  return " ".join(f"{v:.2f}" for v in values[:8]) + (" ..." if values.size > 8 else "")
 
 
 def base_parameters(config: TrainConfig, trainer: Trainer, num_seeds: int) -> dict:

@@ -18,7 +18,7 @@ Examples::
   value:optimizer_reset(start_step=5000)
   *:reward_swap(goal_index=1, start_step=0)
 
-A fault parses into a :class:`~mbrl_drift.train.TrainingHooks` holding exactly what its Python
+A fault parses into a :class:`~mbrl_drift.faults.TrainingHooks` holding exactly what its Python
 factory builds (``reward_signflip`` -> :func:`~mbrl_drift.faults.training.reward_sign_flip` in
 ``reward_faults``, ``freeze`` -> :func:`~mbrl_drift.faults.training.freeze` in
 ``update_transforms``, ...); :func:`combine_hooks` joins hooks. Steps count the environment
@@ -266,7 +266,7 @@ def parse_training_fault_spec(spec: str) -> TrainingHooks:
     spec: e.g. ``"value:target_noise(scale=0.5, start_step=2000, end_step=4000)"``.
 
   Returns:
-    A :class:`~mbrl_drift.train.TrainingHooks` holding just the spec's faults (several
+    A :class:`~mbrl_drift.faults.TrainingHooks` holding just the spec's faults (several
     ``;``-separated faults combined with :func:`combine_hooks`), for
     ``make_train(config, hooks)``.
 
@@ -287,10 +287,10 @@ def combine_hooks(*hooks: TrainingHooks) -> TrainingHooks:
   other.
 
   Args:
-    *hooks: :class:`~mbrl_drift.train.TrainingHooks`.
+    *hooks: :class:`~mbrl_drift.faults.TrainingHooks`.
 
   Returns:
-    The combined :class:`~mbrl_drift.train.TrainingHooks` (empty without arguments).
+    The combined :class:`~mbrl_drift.faults.TrainingHooks` (empty without arguments).
 
   Raises:
     TypeError: if an argument is not a ``TrainingHooks``.

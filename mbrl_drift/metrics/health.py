@@ -49,7 +49,7 @@ trained (no bootstrap after termination) and ``V*`` is 0 there by convention.
   values are mis-scaled.
 
 **Planner** (:func:`planner_health`, discrete actions): the planner's greedy action on every probe
-state at every horizon ``h = 1 .. max_horizon`` (through :func:`mbrl_drift.planner.act`, so
+state at every horizon ``h = 1 .. max_horizon`` (through the agent's ``act``, so
 faults in any component and every planner type are seen as the agent sees them):
 
 * ``planner_horizon_agreement_h``: share of probe states where the greedy action at horizon

@@ -6,7 +6,7 @@ Parameters are one nested dict whose top-level keys name components (docs/design
    "value": ...[, "actor": ...]}
 
 Each component is an ``(init, apply)`` pair over its own subtree, so a fault, a freeze or a swap of
-one component never touches the others. Actions come from planning (:mod:`mbrl_drift.planner`)
+one component never touches the others. Actions come from planning (:mod:`mbrl_drift.agents.mpc.planner`)
 over the learned latent dynamics with the value as terminal bootstrap.
 """
 
