@@ -196,11 +196,11 @@ def train_run(config: TrainConfig, num_seeds: int, out_dir: str | os.PathLike, s
       with open(out / METRICS_NAME, "a") as f:
         for row in _rows(chunk, metrics, num_seeds):
           f.write(json.dumps(row) + "\n")
-      _kill_point("metrics_written", chunk)
+      _kill_point("metrics_written", chunk, out)
       ckpt.save_checkpoint(checkpoint_path, state, {
           "chunks_done": chunk + 1, "num_seeds": num_seeds, "config_hash": config.config_hash(),
           "version": _version()})
-      _kill_point("checkpoint_saved", chunk)
+      _kill_point("checkpoint_saved", chunk, out)
       bar.done("chunk", f"{step}: greedy success per seed "
                         f"{_per_seed(evaluation['outcome/intended_success'])}, return "
                         f"{_per_seed(evaluation['outcome/mean_return'])}", advance=1)
@@ -271,14 +271,17 @@ def base_parameters(config: TrainConfig, trainer: Trainer, num_seeds: int) -> di
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), base.params)
 
 
-#: ``$MBRL_DRIFT_KILL_POINT=NAME:CHUNK`` SIGKILLs the training process at that named point of
-#: that chunk (``metrics_written``: after the chunk's metric rows, before its checkpoint;
-#: ``checkpoint_saved``: after its checkpoint): fixed, repeatable kill points for tests.
+#: ``$MBRL_DRIFT_KILL_POINT=NAME:CHUNK[:TEXT]`` SIGKILLs the training process at that named point
+#: of that chunk (``metrics_written``: after the chunk's metric rows, before its checkpoint;
+#: ``checkpoint_saved``: after its checkpoint), in runs whose directory contains ``TEXT`` (all
+#: runs without it): fixed, repeatable kill points for tests.
 KILL_POINT_ENV = "MBRL_DRIFT_KILL_POINT"
 
 
-def _kill_point(name: str, chunk: int) -> None:
-  if os.environ.get(KILL_POINT_ENV) == f"{name}:{chunk}":
+def _kill_point(name: str, chunk: int, run_dir: Path) -> None:
+  point, _, where = os.environ.get(KILL_POINT_ENV, "").partition(":")
+  wanted_chunk, _, text = where.partition(":")
+  if point == name and wanted_chunk == str(chunk) and text in str(run_dir):
     os.kill(os.getpid(), signal.SIGKILL)
 
 

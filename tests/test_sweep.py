@@ -4,7 +4,6 @@ progress output."""
 import io
 import json
 import os
-import random
 import re
 import signal
 import sqlite3
@@ -19,7 +18,9 @@ import jax
 import pytest
 from rich.console import Console
 
+from mbrl_drift import checkpoint as ckpt
 from mbrl_drift import sweep
+from mbrl_drift.runs import KILL_POINT_ENV
 from mbrl_drift.progress import format_duration, progress_reporter
 from mbrl_drift.sweep import runner
 from mbrl_drift.sweep.store import LEDGER_NAME
@@ -235,32 +236,33 @@ def test_a_sweep_completes_every_trial_once_and_loads_into_a_dataframe(reference
   assert again.completed == 0 and again.skipped == 20
 
 
-def test_a_sweep_killed_at_a_random_point_resumes_to_identical_results(
-    tmp_path, sweep_file, reference_sweep):
+@pytest.mark.parametrize("kill_point", ["checkpoint_saved:0", "metrics_written:1"])
+def test_a_sweep_killed_at_a_named_point_resumes_to_identical_results(
+    tmp_path, sweep_file, reference_sweep, kill_point):
+  """SIGKILL the sweep at a fixed point of its first job's training, run it again, and get the
+  records of an undisturbed sweep. The rerun itself carries a kill point of chunk 0 of that job:
+  it survives only if it resumes the job after its checkpoint instead of training it anew."""
   spec, _, _, reference_records, _ = reference_sweep
+  first_job = spec.jobs()[0].job_id
+  main_run = f"{first_job}/main"  # the kill points fire in that run only
   out = tmp_path / "killed"
   env = {**os.environ, "MBRL_DRIFT_CACHE": str(jax.config.jax_compilation_cache_dir)}
   command = [sys.executable, "-m", "mbrl_drift.cli", "sweep", str(sweep_file), "--out",
-             str(out), "--no-report", "--workers", "2"]
-  rng = random.Random()
-  delay = rng.uniform(0.0, 3.0)
-  process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  # wait until a first training checkpoint exists, then kill after a random delay
-  deadline = time.time() + 300
-  while not list(out.glob("runs/*/main/checkpoint.npz")) and process.poll() is None:
-    assert time.time() < deadline, "the sweep wrote no checkpoint"
-    time.sleep(0.05)
-  time.sleep(delay)
-  process.send_signal(signal.SIGKILL)
-  assert process.wait() == -signal.SIGKILL, f"the sweep finished before the kill ({delay=:.2f})"
+             str(out), "--no-report", "--workers", "1"]
+  killed = subprocess.run(command, env={**env, KILL_POINT_ENV: f"{kill_point}:{main_run}"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr
+  checkpoint = out / "runs" / main_run / "checkpoint.npz"
+  chunks_done = ckpt.read_header(checkpoint)["chunks_done"] if checkpoint.exists() else 0
+  assert chunks_done == 1
 
-  summary = sweep.run_sweep(spec, out, workers=1)
-  assert summary.completed + summary.skipped == summary.num_trials == 20, delay
+  resumed = subprocess.run(command, env={**env, KILL_POINT_ENV: f"metrics_written:0:{main_run}"},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  assert resumed.returncode == 0, resumed.stderr
   with sweep.ResultsStore.open_readonly(out) as store:
     ledger, records = store.ledger(), store.records()
-  assert [row["completions"] for row in ledger] == [1] * 20, delay
-  assert _comparable(records) == _comparable(reference_records), delay
+  assert [row["completions"] for row in ledger] == [1] * 20
+  assert _comparable(records) == _comparable(reference_records)
 
 
 def test_the_ray_runner_gives_the_local_runners_results(tmp_path, ray_instance,
@@ -346,6 +348,34 @@ def test_a_failing_job_is_reported_and_retried(tmp_path, sweep_file):
   with sweep.ResultsStore.open_readonly(tmp_path / "out") as store:
     statuses = {row["status"] for row in store.ledger()}
   assert statuses == {"failed"}
+
+
+def test_a_job_that_failed_once_is_retried_by_the_next_run(tmp_path, sweep_file, monkeypatch,
+                                                           reference_sweep):
+  """A transient failure (the first attempt of each job raises) leaves the trials failed; the
+  same command again retries exactly those trials and ends with the undisturbed records."""
+  spec, _, _, reference_records, _ = reference_sweep
+  real_execute_job, attempts = runner.execute_job, []
+
+  def flaky_execute_job(sweep_dir, spec, job, *args, **kwargs):
+    attempts.append(job.job_id)
+    if attempts.count(job.job_id) == 1:
+      raise RuntimeError(f"transient failure of {job.job_id}")
+    return real_execute_job(sweep_dir, spec, job, *args, **kwargs)
+
+  monkeypatch.setattr(runner, "execute_job", flaky_execute_job)
+  out = tmp_path / "out"
+  with pytest.raises(sweep.SweepError, match="transient failure"):
+    sweep.run_sweep(spec, out, workers=1)
+  with sweep.ResultsStore.open_readonly(out) as store:
+    assert {row["status"] for row in store.ledger()} == {"failed"}
+  summary = sweep.run_sweep(spec, out, workers=1)
+  assert summary.completed == summary.num_trials == 20 and not summary.failed
+  assert sorted(attempts) == sorted(2 * [job.job_id for job in spec.jobs()])
+  with sweep.ResultsStore.open_readonly(out) as store:
+    ledger, records = store.ledger(), store.records()
+  assert all(row["status"] == "done" and row["completions"] == 1 for row in ledger)
+  assert _comparable(records) == _comparable(reference_records)
 
 
 # -- progress ------------------------------------------------------------------------------------
