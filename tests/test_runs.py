@@ -18,7 +18,15 @@ TINY_FLAGS = ["--env", "GoalGrid-OpenRoom", "--steps", "256", "--num-envs", "8",
               "--agent-max-horizon", "2", "--quiet"]
 
 
-def test_cli_train_writes_a_complete_run_and_resume_is_exact(tmp_path, capsys):
+def _assert_same_state(resumed, finished):
+  """Every leaf (PRNG keys by their data) of two training states is bitwise equal."""
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(finished), strict=True):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      a, b = jax.random.key_data(a), jax.random.key_data(b)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_cli_train_writes_a_complete_run_and_refuses_to_overwrite_it(tmp_path, capsys):
   out = tmp_path / "run"
   assert main(["train", "--seeds", "2", "--out", str(out), *TINY_FLAGS]) == 0
   printed = capsys.readouterr().out
@@ -45,11 +53,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_train_config
   assert not summary["finished"] and summary["chunks_done"] == 1
   summary = train_run(tiny_train_config, 2, partial, resume=True, progress=False)
   assert summary["finished"]
-  resumed, finished = load_run(partial).state, load_run(tiny_run_dir).state
-  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(finished)):
-    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-      a, b = jax.random.key_data(a), jax.random.key_data(b)
-    np.testing.assert_array_equal(a, b)
+  _assert_same_state(load_run(partial).state, load_run(tiny_run_dir).state)
   assert (partial / "metrics.jsonl").read_text() == (tiny_run_dir / "metrics.jsonl").read_text()
 
 
@@ -182,11 +186,7 @@ def test_a_run_killed_between_metrics_and_checkpoint_resumes_with_out_and_resume
   assert len(rows) == 2 and not (out / "checkpoint.npz").exists()
 
   assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
-  resumed, finished = load_run(out).state, load_run(tiny_run_dir).state
-  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(finished)):
-    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-      a, b = jax.random.key_data(a), jax.random.key_data(b)
-    np.testing.assert_array_equal(a, b)
+  _assert_same_state(load_run(out).state, load_run(tiny_run_dir).state)
   assert (out / "metrics.jsonl").read_text() == (tiny_run_dir / "metrics.jsonl").read_text()
 
 
