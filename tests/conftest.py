@@ -88,13 +88,14 @@ def tiny_trained_seeds(tiny_train_config):
 SHARED_WORK_UNITS = {
     name: "tiny_run" for name in ("test_agent.py", "test_metrics_health.py",
                                   "test_training_faults.py", "test_runs.py",
-                                  "test_fault_evaluation.py", "test_report.py")}
+                                  "test_fault_evaluation.py", "test_report.py",
+                                  "test_agent_contract.py")}
 # Rough cold-cache cost (seconds of one core) of the heaviest work units; any other unit is
 # estimated from its number of tests.
 WORK_UNIT_COST = {
-    "tiny_run": 200.0, "test_faults_weight.py": 40.0, "test_metrics_goal_directedness.py": 25.0,
-    "test_exploration.py": 25.0, "test_sweep.py": 150.0, "test_e1_regression.py": 70.0,
-    "test_pytest_plugin.py": 50.0,
+    "tiny_run": 260.0, "test_faults_weight.py": 40.0, "test_metrics_goal_directedness.py": 25.0,
+    "test_exploration.py": 25.0, "test_sweep.py": 240.0, "test_e1_regression.py": 70.0,
+    "test_pytest_plugin.py": 50.0, "test_metrics_controls.py": 30.0,
 }
 SECONDS_PER_TEST = 0.3
 
