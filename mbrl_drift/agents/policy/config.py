@@ -41,10 +41,10 @@ DEMONSTRATOR_FORMS = (
     "'goal GOAL [options]' (e.g. 'goal A', 'goal 1 beta=50 epsilon=0.1'), "
     "'goal mixture W1 G1 / W2 G2 [/ ...] [options]' (e.g. 'goal mixture 0.7 A / 0.3 B'), "
     "'run RUN_DIR [seed=I] [selection=greedy|sample]', 'npz FILE.npz'; "
-    "options: beta=FLOAT>0 (default 20), epsilon=FLOAT in [0,1] (default 0), "
+    "options: beta=FLOAT>0 (default 50), epsilon=FLOAT in [0,1] (default 0), "
     "gamma=FLOAT in (0,1) (default 0.97), avoid_vases, vase_penalty=FLOAT>=0")
 
-DEFAULT_BETA = 20.0
+DEFAULT_BETA = 50.0
 DEFAULT_DEMO_GAMMA = 0.97
 
 
@@ -270,7 +270,7 @@ class PolicyConfig:
   kl_direction: str = "forward"
   bc_coef: float = 0.0
   demonstrator: str = ""
-  demo_episodes: int = 1000
+  demo_episodes: int = 4000
   demo_seed: int = 0
   bc_epochs: int = 20
   bc_batch_size: int = 256

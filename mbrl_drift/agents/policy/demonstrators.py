@@ -412,6 +412,25 @@ def markov_mixture_policy(mdp: Any, policies: jax.Array, weights: jax.Array, max
   return jnp.where(total[:, None] > 1e-12, mixed, uniform), total
 
 
+def policy_table(agent: Any, params: Any, env: Any, greedy: bool = False,
+                 path: str = "actor") -> jax.Array:
+  """A discrete policy agent's action probabilities at every tabular state ``[S, A]``.
+
+  Args:
+    agent: a :class:`~mbrl_drift.agents.policy.agent.PolicyAgent` with discrete actions.
+    params: its parameters (one seed).
+    env: a grid world with ``all_observations()`` (row ``s`` = the observation at state ``s``).
+    greedy: the greedy rule's probabilities (one-hot of the argmax, ties shared) instead of the
+      policy's own.
+    path: ``"actor"`` or ``"base/actor"``.
+  """
+  from mbrl_drift.agents.policy.agent import greedy_probs
+
+  obs = env.all_observations()
+  logits = jax.vmap(lambda o: agent.actor_output(params, o, path))(obs)
+  return jax.vmap(greedy_probs)(logits) if greedy else jax.nn.softmax(logits, axis=-1)
+
+
 def demonstrator_reference(env: Any, env_params: Any, spec: DemonstratorSpec | str
                            ) -> dict[str, jax.Array]:
   """Exact reference numbers of a tabular demonstrator: its Markov policy ``[S, A]``, expected
@@ -431,6 +450,6 @@ def demonstrator_reference(env: Any, env_params: Any, spec: DemonstratorSpec | s
 __all__ = [
     "Demonstrations", "base_run_demonstrator", "demonstrator_reference", "goal_index",
     "goal_reach_distribution", "make_demonstrations", "markov_mixture_policy",
-    "npz_demonstrations", "run_demonstrations", "soft_optimal_policies", "tabular_demonstrations",
+    "npz_demonstrations", "policy_table", "run_demonstrations", "soft_optimal_policies", "tabular_demonstrations",
     "tabular_occupancy",
 ]
