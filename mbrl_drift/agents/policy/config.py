@@ -168,15 +168,18 @@ def parse_demonstrator(spec: str) -> DemonstratorSpec:
     body = rest[len("mixture"):].strip()
     parts = [part.split() for part in body.split("/")]
     # Options follow the last component ("0.3 B beta=5").
-    last_tokens = parts[-1] if parts else []
-    options = _parse_options(spec, last_tokens[2:], option_names)
-    parts[-1] = last_tokens[:2]
+    last_tokens = parts[-1]
+    first_option = next((i for i, token in enumerate(last_tokens)
+                         if "=" in token or token == "avoid_vases"), len(last_tokens))
+    options = _parse_options(spec, last_tokens[first_option:], option_names)
+    parts[-1] = last_tokens[:first_option]
+    for part in parts:
+      if len(part) != 2:
+        raise _spec_error(spec, f"mixture component {' '.join(part)!r} is not 'WEIGHT GOAL'")
     if len(parts) < 2:
       raise _spec_error(spec, "a mixture needs at least two 'WEIGHT GOAL' components joined by '/'")
     goals, weights = [], []
     for part in parts:
-      if len(part) != 2:
-        raise _spec_error(spec, f"mixture component {' '.join(part)!r} is not 'WEIGHT GOAL'")
       weight = _float(spec, "weight", part[0])
       if weight <= 0:
         raise _spec_error(spec, f"mixture weight {part[0]!r} is not > 0")
