@@ -3,13 +3,15 @@
 Three measurements, each side of every ratio in the same process and rounds:
 
 (a) **CartPole time to solve.** The policy agent's CartPole preset (PPO, 2x64 tanh networks,
-    4 environments x 128 steps, 4 epochs x 4 minibatches; ``agents.get("policy").presets()``)
-    against a PureJaxRL-style PPO written here after ``purejaxrl/ppo.py`` (Lu et al. 2022; one
+    4 environments x 128 steps, 4 epochs x 4 minibatches, 262k steps;
+    ``agents.get("policy").presets()``), the same agent at the reference's 500k steps, and a
+    PureJaxRL-style PPO written here after ``purejaxrl/ppo.py`` (Lu et al. 2022; one
     ``ActorCritic`` module, one optimiser, no truncation bootstrap) with the same settings on the
-    same ``envs.CartPole``. Each is compiled cold (no persistent cache), then run for
-    ``--cartpole-steps`` environment steps with one seed and with ``--seeds`` seeds vmapped.
-    Reported: compile and run seconds, and for every seed the environment steps at which the
-    mean return of its last 100 completed episodes first reaches 475.
+    same ``envs.CartPole`` for ``--reference-steps`` steps. Each is compiled cold (no persistent
+    cache), then run, with one seed and with ``--seeds`` seeds vmapped. Reported: compile and run
+    seconds, and for every seed the environment steps at which the mean return of its last 100
+    completed episodes first reaches 475. Then the wall time of a fresh process that imports,
+    builds, compiles and trains one seed (the preset; the reference at its budget).
 (b) **Steps per second vs the planner.** Environment steps per second of training, compiled
     cold then run, of the policy agent's FourRooms preset and of the planner's
     (``mbrl_drift.agents.mpc``, ``presets.PRESETS["GoalGrid-FourRooms"]``), both at
@@ -237,35 +239,78 @@ def timed_run(compiled: Callable, args: tuple, repeats: int) -> tuple[Any, float
   return out, best
 
 
-def cartpole(args: argparse.Namespace) -> dict[str, Any]:
+def _policy_solved(metrics: dict[str, Any], seeds: int) -> list[int | None]:
+  recent = np.asarray(metrics["episode/recent_mean_return"])
+  env_steps = np.asarray(metrics["train/env_steps"])
+  solved = []
+  for s in range(seeds):
+    hit = np.nonzero(recent[s] >= SOLVED_RETURN)[0]
+    solved.append(int(env_steps[s, hit[0]]) if len(hit) else None)
+  return solved
+
+
+def cartpole_trainer(total_steps: int | None = None):
+  """The policy agent's CartPole preset, one chunk per PPO iteration (so that the last-100
+  mean is seen after every iteration); ``total_steps`` overrides the preset's."""
   preset = agents.get("policy").presets()["CartPole"]
-  config = dataclasses.replace(preset, total_steps=args.cartpole_steps,
-                               num_chunks=args.cartpole_steps // (4 * 128))
-  trainer = make_train(config)
-  steps_per_iteration = config.num_envs * config.agent.rollout_steps
-  reference = reference_make_train(args.cartpole_steps)
-  results: dict[str, Any] = {"total_steps": args.cartpole_steps}
+  total_steps = total_steps or preset.total_steps
+  steps_per_iteration = preset.num_envs * preset.agent.rollout_steps
+  return make_train(dataclasses.replace(preset, total_steps=total_steps,
+                                        num_chunks=total_steps // steps_per_iteration))
+
+
+def cartpole(args: argparse.Namespace) -> dict[str, Any]:
+  preset_trainer = cartpole_trainer()
+  same_budget = cartpole_trainer(args.reference_steps)
+  reference = reference_make_train(args.reference_steps)
+  steps_per_iteration = 4 * 128
+  rows = (("policy preset", preset_trainer.config.total_steps, jax.vmap(preset_trainer.train)),
+          ("policy", args.reference_steps, jax.vmap(same_budget.train)),
+          ("purejaxrl", args.reference_steps, jax.vmap(reference)))
+  results: dict[str, Any] = {}
   for seeds in (1, args.seeds):
     keys = jax.random.split(jax.random.key(0), seeds)
-    for name, train in (("policy", jax.vmap(trainer.train)), ("purejaxrl", jax.vmap(reference))):
+    for name, total_steps, train in rows:
       compiled, compile_s = timed_compile(train, keys)
       out, run_s = timed_run(compiled, (keys,), args.repeats)
-      if name == "policy":
-        recent = np.asarray(out[1]["episode/recent_mean_return"])
-        env_steps = np.asarray(out[1]["train/env_steps"])
-        solved = []
-        for s in range(seeds):
-          hit = np.nonzero(recent[s] >= SOLVED_RETURN)[0]
-          solved.append(int(env_steps[s, hit[0]]) if len(hit) else None)
+      if name.startswith("policy"):
+        solved = _policy_solved(out[1], seeds)
       else:
         returns = np.asarray(out)
         solved = [first_solved_step(returns[s], steps_per_iteration) for s in range(seeds)]
-      results[f"{name}/{seeds}_seeds"] = {"compile_s": round(compile_s, 2),
-                                          "run_s": round(run_s, 2),
-                                          "solved_at_steps": solved}
-      print(f"CartPole {name:<10} {seeds} seed(s): compile {compile_s:5.2f}s  run {run_s:5.2f}s"
-            f"  first last-100 mean >= 475 at {solved}", flush=True)
+      results[f"{name} {total_steps} steps, {seeds} seeds"] = {
+          "compile_s": round(compile_s, 2), "run_s": round(run_s, 2),
+          "solved_at_steps": solved}
+      print(f"CartPole {name:<13} {total_steps:>7} steps {seeds} seed(s): compile "
+            f"{compile_s:5.2f}s  run {run_s:5.2f}s  first last-100 mean >= 475 at {solved}",
+            flush=True)
   return results
+
+
+def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
+  """Wall time of a fresh process that imports, builds, compiles and trains one seed."""
+  import subprocess
+
+  results = {}
+  for name in ("policy", "purejaxrl"):
+    times = []
+    for _ in range(args.repeats):
+      start = time.perf_counter()
+      subprocess.run([sys.executable, os.path.abspath(__file__), "--one-run", name],
+                     check=True, capture_output=True)
+      times.append(time.perf_counter() - start)
+    results[name] = round(min(times), 2)
+    print(f"CartPole {name:<10} fresh process, 1 seed, import to trained: {min(times):5.2f}s "
+          f"({'preset' if name == 'policy' else args.reference_steps} steps)", flush=True)
+  return results
+
+
+def one_run(name: str, reference_steps: int) -> None:
+  key = jax.random.split(jax.random.key(0), 1)
+  if name == "policy":
+    jax.block_until_ready(jax.jit(jax.vmap(cartpole_trainer().train))(key))
+  else:
+    jax.block_until_ready(jax.jit(jax.vmap(reference_make_train(reference_steps)))(key))
 
 
 def planner_ratio(args: argparse.Namespace) -> dict[str, Any]:
@@ -295,17 +340,26 @@ def planner_ratio(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--cartpole-steps", type=int, default=500_000)
+  parser.add_argument("--reference-steps", type=int, default=500_000,
+                      help="CartPole steps of the PureJaxRL reference (and of the policy agent "
+                           "at the same budget)")
   parser.add_argument("--fourrooms-steps", type=int, default=20_480)
   parser.add_argument("--seeds", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=2)
-  parser.add_argument("--skip", nargs="*", default=(), choices=("cartpole", "planner"))
+  parser.add_argument("--skip", nargs="*", default=(),
+                      choices=("cartpole", "end-to-end", "planner"))
   parser.add_argument("--json", default=None, help="also write the results to this file")
+  parser.add_argument("--one-run", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.one_run:
+    one_run(args.one_run, args.reference_steps)
+    return
   print(machine_description(), flush=True)
   results: dict[str, Any] = {"machine": machine_description()}
   if "cartpole" not in args.skip:
     results["cartpole"] = cartpole(args)
+  if "end-to-end" not in args.skip:
+    results["end_to_end"] = end_to_end(args)
   if "planner" not in args.skip:
     results["planner"] = planner_ratio(args)
   if args.json:
