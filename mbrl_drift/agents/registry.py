@@ -105,6 +105,7 @@ def definition_of_config(agent_config: Any) -> AgentDef:
 #: module that calls :func:`register`, plus its line here.
 BUILTIN_AGENT_MODULES: Sequence[str] = (
     "mbrl_drift.agents.mpc",
+    "mbrl_drift.agents.policy",
 )
 
 
