@@ -31,7 +31,7 @@ def _tiny_planner() -> TrainConfig:
 def _tiny_policy() -> TrainConfig:
   definition = agents.get("policy")
   agent = definition.config_type(**{k: v for k, v in
-                                    dict(hidden_dim=16, num_layers=1, rollout_length=8).items()
+                                    dict(hidden_dim=16, num_layers=1, rollout_steps=8).items()
                                     if k in {f.name for f in
                                              dataclasses.fields(definition.config_type)}})
   return TrainConfig(**_TINY_RUN, agent_kind="policy", agent=agent)

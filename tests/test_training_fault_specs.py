@@ -180,10 +180,11 @@ def test_semicolons_and_combine_hooks_join_faults_in_order():
     ("value:freeze(severity=-1)", r"severity must be >= 0"),
     ("world_model/dynamics:reward_noise(scale=1)",
      r"'world_model/dynamics'.*no loss that sees rewards; valid targets: world_model/reward, "
-     r"value, \*"),
-    ("world_model:target_noise(scale=1)", r"no value targets; valid targets: value, \*"),
-    ("critic:gradient_noise(scale=1)", r"'critic'.*matches no component; valid component "
-                                       r"paths: actor, value, world_model, "),
+     r"value, actor, critic, \*"),
+    ("world_model:target_noise(scale=1)", r"no value targets; valid targets: value, critic, \*"),
+    ("critique:gradient_noise(scale=1)", r"'critique'.*matches no component; valid component "
+                                         r"paths: actor, base, base/actor, critic, value, "
+                                         r"world_model, "),
     ("world_model/*:optimizer_reset(start_step=0)",
      r"not a component with its own optimiser; valid targets.*world_model/dynamics"),
     ("value+value:optimizer_reset(start_step=0)", r"reset twice"),

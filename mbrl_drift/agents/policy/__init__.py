@@ -68,6 +68,7 @@ POLICY = register(AgentDef(
     config_type=PolicyConfig,
     build=_build,
     make_train=_make_train,
+    components=("actor", "critic", "base/actor"),
     reward_consumers=("actor", "critic"),
     target_consumers=("critic",),
     train_fields=(),

@@ -280,6 +280,9 @@ class PolicyConfig:
   bc_lr: float = 1e-3
 
   def __post_init__(self) -> None:
+    from mbrl_drift.config import check_field_types
+
+    check_field_types(self)
     for name in ("hidden_dim", "num_layers", "rollout_steps", "update_epochs", "num_minibatches",
                  "demo_episodes", "bc_epochs", "bc_batch_size"):
       value = getattr(self, name)
