@@ -1,4 +1,4 @@
-"""Command-line interface: ``mbrl-drift {train,agents,envs,faults,evaluate,sweep,report} ...``.
+"""Command-line interface: ``mbrl-drift {train,pretrain,agents,envs,faults,evaluate,sweep,report}``.
 
 ``--agent NAME`` picks a registered agent (``mbrl-drift agents`` lists them). Every field of
 :class:`~mbrl_drift.config.TrainConfig` is a flag of ``train`` (``--batch-size 64``;
@@ -144,6 +144,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     seeds = 4 if args.seeds is None else args.seeds
     seed = 0 if args.seed is None else args.seed
   summary = train_run(config, num_seeds=seeds, out_dir=args.out, seed=seed,
+                      resume=args.resume, progress=not args.quiet, log=print)
+  print(_format_summary(summary))
+  return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+  """Behaviour cloning of a demonstrator into a policy agent's run directory (a base)."""
+  from mbrl_drift.presets import starting_config
+  from mbrl_drift.runs import enable_compilation_cache, train_run
+
+  enable_compilation_cache()
+  base = starting_config(args.env, use_preset=True, agent_kind="policy")
+  agent_changes = {name[len("agent_"):]: value for name, value in vars(args).items()
+                   if name.startswith("agent_") and value is not None}
+  agent_changes.update(algorithm="bc", demonstrator=args.demonstrator)
+  config = dataclasses.replace(base, agent=dataclasses.replace(base.agent, **agent_changes),
+                               env_kwargs=tuple(args.env_arg or base.env_kwargs))
+  summary = train_run(config, num_seeds=args.seeds, out_dir=args.out, seed=args.seed,
                       resume=args.resume, progress=not args.quiet, log=print)
   print(_format_summary(summary))
   return 0
@@ -406,6 +424,27 @@ def build_parser() -> argparse.ArgumentParser:
   for name in agents.names():
     _add_config_flags(train, agents.get(name).config_type, "agent-", skip=agent_flags)
   train.set_defaults(handler=_cmd_train)
+
+  pretrain = commands.add_parser(
+      "pretrain", help="clone a demonstrator into a policy agent (a base for fine-tuning)",
+      description="Behaviour cloning: trains the policy agent (--agent policy) to imitate a "
+                  "demonstrator and writes an ordinary run directory, the base that "
+                  "`mbrl-drift train --agent policy --init-from RUN` fine-tunes.")
+  pretrain.add_argument("--env", default="GoalGrid-FourRooms", help="environment")
+  pretrain.add_argument("--demonstrator", required=True, metavar="SPEC",
+                        help="'goal A', 'goal mixture 0.7 A / 0.3 B [beta=50 epsilon=0.1 "
+                             "avoid_vases]', 'run RUN_DIR [seed=I] [selection=greedy|sample]' "
+                             "or 'npz FILE.npz' (observations, actions)")
+  pretrain.add_argument("--out", required=True, help="run directory of the base")
+  pretrain.add_argument("--seeds", type=int, default=4, help="seeds (default 4)")
+  pretrain.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+  pretrain.add_argument("--env-arg", type=_env_arg, action="append", metavar="NAME=VALUE",
+                        help="environment constructor argument, repeatable")
+  pretrain.add_argument("--resume", action="store_true", help="continue the run in --out")
+  pretrain.add_argument("--quiet", action="store_true", help="no progress display")
+  _add_config_flags(pretrain, agents.get("policy").config_type, "agent-",
+                    skip={"algorithm", "demonstrator"})
+  pretrain.set_defaults(handler=_cmd_pretrain)
 
   agents_cmd = commands.add_parser("agents", help="list the registered agents")
   agents_cmd.set_defaults(handler=_cmd_agents)
