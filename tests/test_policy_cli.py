@@ -64,7 +64,8 @@ def test_bad_fine_tuning_bases_are_clear_errors(fine_tuned, tmp_path, capsys):
   # A base whose networks do not fit the fine-tuned agent's.
   wider = [flag if flag != "16" else "32" for flag in TINY_POLICY]
   assert main(["train", "--agent", "policy", "--env", "GoalGrid-OpenRoom", "--init-from",
-               str(fine_tuned / "base"), "--out", str(tmp_path / "d"), *wider]) == 2
+               str(fine_tuned / "base"), "--seeds", "2", "--out", str(tmp_path / "d"),
+               *wider]) == 2
   assert "does not fit this run's agent" in capsys.readouterr().err
   assert not any((tmp_path / name).exists() for name in "abcd")
 
