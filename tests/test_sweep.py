@@ -236,12 +236,13 @@ def test_a_sweep_completes_every_trial_once_and_loads_into_a_dataframe(reference
   assert again.completed == 0 and again.skipped == 20
 
 
-@pytest.mark.parametrize("kill_point", ["checkpoint_saved:0", "metrics_written:1"])
 def test_a_sweep_killed_at_a_named_point_resumes_to_identical_results(
-    tmp_path, sweep_file, reference_sweep, kill_point):
-  """SIGKILL the sweep at a fixed point of its first job's training, run it again, and get the
-  records of an undisturbed sweep. The rerun itself carries a kill point of chunk 0 of that job:
-  it survives only if it resumes the job after its checkpoint instead of training it anew."""
+    tmp_path, sweep_file, reference_sweep):
+  """SIGKILL the sweep between chunk 1's metric rows and its checkpoint in its first job's main
+  run, run it again, and get the records of an undisturbed sweep. The rerun itself carries a
+  kill point at chunk 0 of that run: it survives only if it resumes the run after its
+  checkpoint instead of training it anew (and the rows of chunk 1 are not written twice)."""
+  kill_point = "metrics_written:1"
   spec, _, _, reference_records, _ = reference_sweep
   first_job = spec.jobs()[0].job_id
   main_run = f"{first_job}/main"  # the kill points fire in that run only
@@ -506,18 +507,19 @@ def test_both_e1_sweep_files_parse_and_their_jobs_validate():
 
 
 def test_the_readme_main_command_runs_its_quick_path_on_a_tiny_budget(tmp_path, capsys):
-  """experiments/component_faults.py --quick with its sweep file shrunk to seconds: the same
-  faults, references, matched damage and report path as the README's main command."""
+  """experiments/component_faults.py --quick with its sweep file shrunk to seconds (a tiny agent
+  on a small room): the same faults, reference, matched damage and report path as the README's
+  main command."""
   import tomllib
 
   e1 = _load_e1()
   data = tomllib.loads(e1.CONFIGS["quick"].read_text())
-  data["train"].update(total_steps=256, num_envs=8, buffer_size=256, batch_size=8,
-                       learning_starts=64, num_chunks=2, eval_episodes=4,
-                       agent={"latent_dim": 8, "hidden_dim": 16, "num_layers": 1,
-                              "max_horizon": 1, "use_decoder": True})
-  data["references"][0]["train"] = {"total_steps": 128}
-  data["evaluate"].update(episodes=4, calibration_episodes=4, sample_episodes=2)
+  # The tiny sweep's agent on its small room (its training programs are compiled already);
+  # the quick file's faults, reference, matched damage, horizons and selections as they are.
+  tiny = tomllib.loads(TINY_SWEEP)
+  data["train"] = tiny["train"]
+  data["references"][0].pop("train")
+  data["evaluate"].update(episodes=8, calibration_episodes=8, sample_episodes=2)
   spec = sweep.SweepSpec.from_dict(data)
   tiny = tmp_path / "tiny.toml"
   tiny.write_text(_to_toml(spec))
