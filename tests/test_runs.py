@@ -210,3 +210,12 @@ def test_resume_flags_that_contradict_the_stored_run_are_an_error(tmp_path, tiny
   assert "--batch-size 4 (stored: 8)" in error and "--seeds 3 (stored: 2)" in error
   # Flags equal to the stored values are fine.
   assert main(["train", "--out", str(run_dir), "--resume", "--batch-size", "8", "--quiet"]) == 0
+
+
+def test_fine_tuning_from_an_unfinished_base_is_a_clear_error(tmp_path, tiny_train_config):
+  unfinished = tmp_path / "unfinished"
+  train_run(tiny_train_config, 2, unfinished, progress=False, max_chunks=1)
+  with pytest.raises(ValueError, match="the base run is unfinished; finish it with"):
+    train_run(tiny_train_config, 2, tmp_path / "fine_tuned", progress=False,
+              init_from=unfinished)
+  assert not (tmp_path / "fine_tuned").exists()
