@@ -542,3 +542,40 @@ def _to_toml(spec) -> str:
     return json.dumps(v)
 
   return "\n".join(f"{k} = {value(v)}" for k, v in spec.to_dict().items() if v is not None)
+
+
+def test_a_sweep_of_the_policy_agent_uses_its_selections_and_has_no_horizon(tmp_path):
+  text = """
+name = "policy"
+seeds = 2
+
+[train]
+env = ["GoalGrid-OpenRoom"]
+agent_kind = "policy"
+total_steps = 512
+num_envs = 8
+num_chunks = 2
+agent = { hidden_dim = 16, num_layers = 1, rollout_steps = 8 }
+
+[evaluate]
+faults = ["actor:gaussian(scale=0.5)"]
+severities = [1.0]
+policies = ["greedy", "sample"]
+episodes = 8
+"""
+  path = tmp_path / "policy.toml"
+  path.write_text(text)
+  spec = sweep.SweepSpec.from_file(path)
+  (job,) = spec.jobs()
+  assert job.config.agent_kind == "policy" and job.config.agent.rollout_steps == 8
+  trials = spec.trials(job)
+  assert {t.horizon for t in trials} == {None}
+  assert {t.policy for t in trials} == {"greedy", "sample"}
+  path.write_text(text.replace('"sample"]', '"boltzmann"]'))
+  with pytest.raises(ValueError, match=r"one of \['greedy', 'sample'\].*policy agent"):
+    sweep.SweepSpec.from_file(path)
+  # A planner-only field set for the policy agent is an error, not silently ignored.
+  path.write_text(text.replace("num_chunks = 2", "num_chunks = 2\nbuffer_size = 256"))
+  with pytest.raises(ValueError, match="buffer_size=256: expected its default 4000: agent "
+                                       "'policy' does not read it"):
+    sweep.SweepSpec.from_file(path)
