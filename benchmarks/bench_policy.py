@@ -8,7 +8,7 @@ Three measurements, each side of every ratio in the same process and rounds:
     PureJaxRL-style PPO written here after ``purejaxrl/ppo.py`` (Lu et al. 2022; one
     ``ActorCritic`` module, one optimiser, no truncation bootstrap) with the same settings on the
     same ``envs.CartPole`` for ``--reference-steps`` steps. Each is compiled cold (no persistent
-    cache), then run, with one seed and with ``--seeds`` seeds vmapped. Reported: compile and run
+    cache), then run, with each of ``--seed-counts`` seeds vmapped (default 1 and 8). Reported: compile and run
     seconds, and for every seed the environment steps at which the mean return of its last 100
     completed episodes first reaches 475. Then the wall time of a fresh process that imports,
     builds, compiles and trains one seed (the preset; the reference at its budget).
@@ -23,8 +23,9 @@ hits every row alike.
 
 Usage::
 
-  python benchmarks/bench_policy.py                  # ~2 minutes on 2 loaded cores
-  python benchmarks/bench_policy.py --skip planner --seeds 4
+  python benchmarks/bench_policy.py --skip cartpole               # end-to-end, planner ratio
+  python benchmarks/bench_policy.py --skip end-to-end planner --seed-counts 1
+  python benchmarks/bench_policy.py --skip end-to-end planner --seed-counts 8
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import time
 from typing import Any, Callable, NamedTuple
@@ -55,27 +55,12 @@ import envs  # noqa: E402  (after the path fix, so the script runs from a checko
 from mbrl_drift import agents  # noqa: E402
 from mbrl_drift.config import TrainConfig  # noqa: E402
 from mbrl_drift.train import make_train  # noqa: E402
+from bench_agent import machine_description  # noqa: E402  (the script's directory is on the path)
 
 SOLVED_RETURN = 475.0
 
 # Asynchronous CPU dispatch is the other suspect of those hangs (jax-ml/jax#25861).
 jax.config.update("jax_cpu_enable_async_dispatch", False)
-
-
-def machine_description() -> str:
-  """CPU model, cores, load average and library versions."""
-  model = platform.processor() or "unknown"
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          model = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
-  load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-  return (f"CPU: {model} ({os.cpu_count()} cores), load average {load}; jax {jax.__version__} "
-          f"on {jax.default_backend()}, Python {platform.python_version()}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +339,6 @@ def main() -> None:
                       help="CartPole steps of the PureJaxRL reference (and of the policy agent "
                            "at the same budget)")
   parser.add_argument("--fourrooms-steps", type=int, default=20_480)
-  parser.add_argument("--seeds", type=int, default=8)
   parser.add_argument("--seed-counts", type=int, nargs="+", default=[1, 8],
                       help="CartPole rows: seeds vmapped together, one set of rows per count "
                            "(run counts in separate processes where XLA's CPU runtime hangs on a "

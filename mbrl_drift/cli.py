@@ -97,9 +97,9 @@ def _format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _resumed_config(args: argparse.Namespace, record: dict[str, Any]) -> TrainConfig:
+def _resumed_config(args: argparse.Namespace, stored: TrainConfig,
+                    record: dict[str, Any]) -> TrainConfig:
   """The stored config of the run being resumed; a flag that contradicts it is an error."""
-  stored = TrainConfig.from_dict(record["config"])
   if args.agent is not None and args.agent != stored.agent_kind:
     raise ValueError(f"--resume continues the stored {stored.agent_kind!r} run in {args.out}; "
                      f"--agent {args.agent} contradicts it (drop the flag)")
@@ -133,12 +133,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
   from mbrl_drift.runs import enable_compilation_cache, read_run_record, train_run
 
   enable_compilation_cache()
-  stored_record = None
   if args.resume and (Path(args.out) / "config.json").exists():
-    stored_record = read_run_record(args.out)
-  if stored_record is not None:  # continue the stored run: its config, seeds and base seed
-    config = _resumed_config(args, stored_record)
-    seeds, seed = int(stored_record["num_seeds"]), int(stored_record.get("seed", 0))
+    # Continue the stored run: its config, seeds and base seed.
+    stored, record = read_run_record(args.out)
+    config = _resumed_config(args, stored, record)
+    seeds, seed = record["num_seeds"], int(record.get("seed", 0))
   else:
     config = _config_from_args(args)
     seeds = 4 if args.seeds is None else args.seeds

@@ -20,7 +20,7 @@ import numpy as np
 
 from mbrl_drift import faults as faults_lib
 from mbrl_drift import metrics as metrics_lib
-from mbrl_drift.agents.base import EvalArgs
+from mbrl_drift.agents.base import EvalArgs, eval_args
 from mbrl_drift.evaluate import evaluate, outcome_summary
 from mbrl_drift.runs import TrainedRun, load_run
 from mbrl_drift.trajectories import Trajectories
@@ -379,8 +379,7 @@ def _reversion_probe_states(agent: Any, env: Any, env_params: Any, params: Any
   probe = probe.reshape(probe.shape[0], -1)
   one_seed = jax.tree.map(lambda x: x[0], params)
   out = jax.eval_shape(lambda o: agent.act(one_seed, jax.random.key(0), o,
-                                           EvalArgs(jnp.int32(1), jnp.int32(0), jnp.float32(0),
-                                                    jnp.float32(0))), probe[0])
+                                           eval_args(agent.eval_axes.depth_default)), probe[0])
   return None if out.action_probs is None else probe
 
 

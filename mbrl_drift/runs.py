@@ -300,21 +300,24 @@ def _truncate_metrics(path: Path, chunks_done: int) -> None:
   ckpt.atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
 
 
-def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any]:
-  """The stored record of a run (``config.json``: config, seeds, base seed, base run).
+def read_run_record(run_dir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:
+  """The stored config of a run and its record (``config.json``: config, seeds, base seed).
 
   Raises:
-    CheckpointError: the directory holds no run, or its record is unreadable.
+    CheckpointError: the directory holds no run, or its record is unreadable or invalid.
   """
   path = Path(run_dir) / ckpt.CONFIG_NAME
   if not path.exists():
     raise ckpt.CheckpointError(f"{run_dir} holds no run (no {ckpt.CONFIG_NAME})")
   try:
     record = json.loads(path.read_text())
-    record["config"], record["num_seeds"]  # noqa: B018 (required keys)
-    return record
+    config = TrainConfig.from_dict(record["config"])
+    record["num_seeds"] = int(record["num_seeds"])
+    if not config.freeze and record.get("freeze"):  # runs stored before freeze was a field
+      config = dataclasses.replace(config, freeze=tuple(record["freeze"]))
   except (ValueError, KeyError, TypeError) as error:
     raise ckpt.CheckpointError(f"{path} is corrupted or invalid: {error}") from error
+  return config, record
 
 
 def _fold_in(keys: jax.Array, data: int) -> jax.Array:
@@ -343,19 +346,9 @@ def load_run(run_dir: str | os.PathLike) -> TrainedRun:
       match the stored config.
   """
   run_dir = Path(run_dir)
-  config_path = run_dir / ckpt.CONFIG_NAME
-  if not config_path.exists():
-    raise ckpt.CheckpointError(f"{run_dir} holds no run (no {ckpt.CONFIG_NAME})")
-  try:
-    record = json.loads(config_path.read_text())
-    config = TrainConfig.from_dict(record["config"])
-    num_seeds = int(record["num_seeds"])
-    if not config.freeze and record.get("freeze"):  # runs stored before freeze was a field
-      config = dataclasses.replace(config, freeze=tuple(record["freeze"]))
-  except (ValueError, KeyError, TypeError) as error:
-    raise ckpt.CheckpointError(f"{config_path} is corrupted or invalid: {error}") from error
+  config, record = read_run_record(run_dir)
   trainer = make_train(config)
-  keys = jax.random.split(jax.random.key(0), num_seeds)
+  keys = jax.random.split(jax.random.key(0), record["num_seeds"])
   template = jax.eval_shape(jax.vmap(trainer.init), keys)
   state, header = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT_NAME, template)
   return TrainedRun(run_dir=run_dir, config=config, trainer=trainer, state=state, header=header)

@@ -260,3 +260,14 @@ class Trainer(NamedTuple):
   run_chunk: Callable[[Any], tuple[Any, dict[str, jax.Array]]]
   train: Callable[[jax.Array], tuple[Any, dict[str, jax.Array]]]
   iterations_per_chunk: int
+
+
+def whole_run(init: Callable[..., Any], run_chunk: Callable[[Any], tuple[Any, Any]],
+              num_chunks: int) -> Callable[[jax.Array], tuple[Any, Any]]:
+  """``train(key) -> (state, metrics)``: ``init(key)``, then ``num_chunks`` chunks in one
+  ``lax.scan`` (metrics stacked ``[num_chunks]``), the ``train`` of every :class:`Trainer`."""
+
+  def train(key: jax.Array) -> tuple[Any, Any]:
+    return jax.lax.scan(lambda state, _: run_chunk(state), init(key), None, length=num_chunks)
+
+  return train

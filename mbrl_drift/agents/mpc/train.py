@@ -32,7 +32,7 @@ from flax import struct
 import envs
 from mbrl_drift import buffer as replay
 from mbrl_drift import faults
-from mbrl_drift.agents.base import EnvSpec, Params, Trainer, get_path, set_path
+from mbrl_drift.agents.base import EnvSpec, Params, Trainer, get_path, set_path, whole_run
 from mbrl_drift.agents.mpc.agent import PlannerAgent
 from mbrl_drift.agents.mpc.planner import EPSILON, GREEDY, act
 from mbrl_drift.config import TrainConfig
@@ -440,9 +440,5 @@ def make_train(config: TrainConfig, hooks: TrainingHooks = TrainingHooks()) -> T
     })
     return state, summary
 
-  def train(key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-    state = init(key)
-    return jax.lax.scan(lambda s, _: run_chunk(s), state, None, length=config.num_chunks)
-
   return Trainer(config=config, agent=agent, env=env, env_params=env_params, init=init,
-                 run_chunk=run_chunk, train=train, iterations_per_chunk=iterations_per_chunk)
+                 run_chunk=run_chunk, train=whole_run(init, run_chunk, config.num_chunks), iterations_per_chunk=iterations_per_chunk)

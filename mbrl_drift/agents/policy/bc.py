@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from mbrl_drift.agents.base import EnvSpec, Params, Trainer
+from mbrl_drift.agents.base import EnvSpec, Params, Trainer, whole_run
 from mbrl_drift.agents.policy.agent import ACTOR, CRITIC, build
 from mbrl_drift.agents.policy.demonstrators import Demonstrations, make_demonstrations
 from mbrl_drift.agents.policy.ppo import combined_hooks, demo_nll
@@ -164,12 +164,8 @@ def make_train(config: Any, hooks: TrainingHooks = TrainingHooks(),
     })
     return state, summary
 
-  def train(key: jax.Array) -> tuple[BCState, dict[str, jax.Array]]:
-    state = init(key)
-    return jax.lax.scan(lambda s, _: run_chunk(s), state, None, length=config.num_chunks)
-
   return Trainer(config=config, agent=agent, env=env, env_params=env_params, init=init,
-                 run_chunk=run_chunk, train=train, iterations_per_chunk=epochs_per_chunk)
+                 run_chunk=run_chunk, train=whole_run(init, run_chunk, config.num_chunks), iterations_per_chunk=epochs_per_chunk)
 
 
 __all__ = ["BCState", "make_train"]

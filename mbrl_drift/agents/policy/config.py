@@ -30,6 +30,8 @@ import dataclasses
 import math
 from typing import Any
 
+from mbrl_drift.config import _require, check_field_types
+
 ALGORITHMS = ("ppo", "bc")
 ACTIVATIONS = ("tanh", "relu")
 KL_DIRECTIONS = ("forward", "reverse")
@@ -47,10 +49,6 @@ DEMONSTRATOR_FORMS = (
 DEFAULT_BETA = 50.0
 DEFAULT_DEMO_GAMMA = 0.97
 
-
-def _require(condition: bool, field: str, value: Any, allowed: str) -> None:
-  if not condition:
-    raise ValueError(f"invalid config field {field}={value!r}: expected {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,8 +278,6 @@ class PolicyConfig:
   bc_lr: float = 1e-3
 
   def __post_init__(self) -> None:
-    from mbrl_drift.config import check_field_types
-
     check_field_types(self)
     for name in ("hidden_dim", "num_layers", "rollout_steps", "update_epochs", "num_minibatches",
                  "demo_episodes", "bc_epochs", "bc_batch_size"):

@@ -38,7 +38,7 @@ import optax
 from flax import struct
 
 from mbrl_drift import faults
-from mbrl_drift.agents.base import EnvSpec, Params, Trainer
+from mbrl_drift.agents.base import EnvSpec, Params, Trainer, whole_run
 from mbrl_drift.agents.policy.agent import ACTOR, BASE_ACTOR, CRITIC, PolicyAgent, build
 from mbrl_drift.agents.policy.demonstrators import (Demonstrations, base_run_demonstrator,
                                                     make_demonstrations)
@@ -480,12 +480,8 @@ def make_train(config: Any, hooks: TrainingHooks = TrainingHooks()) -> Trainer:
     })
     return state, summary
 
-  def train(key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-    state = init(key)
-    return jax.lax.scan(lambda s, _: run_chunk(s), state, None, length=config.num_chunks)
-
   return Trainer(config=config, agent=agent, env=env, env_params=env_params, init=init,
-                 run_chunk=run_chunk, train=train, iterations_per_chunk=iterations_per_chunk)
+                 run_chunk=run_chunk, train=whole_run(init, run_chunk, config.num_chunks), iterations_per_chunk=iterations_per_chunk)
 
 
 __all__ = ["TrainState", "Transition", "bc_anchor", "clipped_surrogate", "gae", "make_train",
