@@ -44,9 +44,9 @@ agent = { latent_dim = 8, hidden_dim = 16, num_layers = 1, horizon = 1, max_hori
 [[variants]]
 name = "short"
 
-[[variants]]
-name = "long"
-train = { total_steps = 320 }
+[[variants]]  # its training programs are the short job's: compiled once
+name = "few_evals"
+train = { eval_episodes = 4 }
 
 [[references]]
 name = "goal_b"
@@ -112,8 +112,8 @@ def _short_job(spec):
 def test_spec_grid_has_one_job_per_variant_and_the_intact_trial(sweep_file):
   spec = sweep.SweepSpec.from_file(sweep_file)
   jobs = spec.jobs()
-  assert [j.variant for j in jobs] == ["short", "long"]
-  assert jobs[1].config.total_steps == 320 and jobs[0].config.total_steps == 256
+  assert [j.variant for j in jobs] == ["short", "few_evals"]
+  assert jobs[1].config.eval_episodes == 4 and jobs[0].config.eval_episodes == 8
   assert jobs[0].references[0][1].env_kwargs == (("intended_goal", 1),)
   trials = spec.trials(jobs[0])
   # intact + 2 faults x (1 severity + 1 matched drop), each at 1 horizon x 2 policies
@@ -236,19 +236,21 @@ def test_a_sweep_completes_every_trial_once_and_loads_into_a_dataframe(reference
   assert again.completed == 0 and again.skipped == 20
 
 
-def test_a_sweep_killed_at_a_named_point_resumes_to_identical_results(
-    tmp_path, sweep_file, reference_sweep):
-  """SIGKILL the sweep between chunk 1's metric rows and its checkpoint in its first job's main
-  run, run it again, and get the records of an undisturbed sweep. The rerun itself carries a
-  kill point at chunk 0 of that run: it survives only if it resumes the run after its
+def test_a_sweep_killed_at_a_named_point_resumes_to_identical_results(tmp_path, reference_sweep):
+  """SIGKILL the sweep (its short job) between chunk 1's metric rows and its checkpoint in the
+  job's main run, run it again, and get the records of an undisturbed sweep. The rerun itself
+  carries a kill point at chunk 0 of that run: it survives only if it resumes the run after its
   checkpoint instead of training it anew (and the rows of chunk 1 are not written twice)."""
   kill_point = "metrics_written:1"
   spec, _, _, reference_records, _ = reference_sweep
-  first_job = spec.jobs()[0].job_id
-  main_run = f"{first_job}/main"  # the kill points fire in that run only
+  one_job = _short_job(spec)
+  job_id = one_job.jobs()[0].job_id
+  main_run = f"{job_id}/main"  # the kill points fire in that run only
+  spec_file = tmp_path / "short.toml"
+  spec_file.write_text(_to_toml(one_job))
   out = tmp_path / "killed"
   env = {**os.environ, "MBRL_DRIFT_CACHE": str(jax.config.jax_compilation_cache_dir)}
-  command = [sys.executable, "-m", "mbrl_drift.cli", "sweep", str(sweep_file), "--out",
+  command = [sys.executable, "-m", "mbrl_drift.cli", "sweep", str(spec_file), "--out",
              str(out), "--no-report", "--workers", "1"]
   killed = subprocess.run(command, env={**env, KILL_POINT_ENV: f"{kill_point}:{main_run}"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -262,28 +264,16 @@ def test_a_sweep_killed_at_a_named_point_resumes_to_identical_results(
   assert resumed.returncode == 0, resumed.stderr
   with sweep.ResultsStore.open_readonly(out) as store:
     ledger, records = store.ledger(), store.records()
-  assert [row["completions"] for row in ledger] == [1] * 20
-  assert _comparable(records) == _comparable(reference_records)
-
-
-def test_the_ray_runner_gives_the_local_runners_results(tmp_path, ray_instance,
-                                                        reference_sweep):
-  spec, _, _, reference_records, _ = reference_sweep
-  one_job = _short_job(spec)
-  summary = sweep.run_sweep(one_job, tmp_path / "ray", runner="ray", workers=1)
-  assert summary.completed == 10
-  with sweep.ResultsStore.open_readonly(tmp_path / "ray") as store:
-    records = store.records()
-  expected = {k: v for k, v in _comparable(reference_records).items()
-              if v["job_id"] == one_job.jobs()[0].job_id}
-  assert len(expected) == 10
-  assert _comparable(records) == expected
+  assert [row["completions"] for row in ledger] == [1] * 10
+  expected = {k: v for k, v in _comparable(reference_records).items() if v["job_id"] == job_id}
+  assert len(expected) == 10 and _comparable(records) == expected
 
 
 def test_the_ray_runner_retries_a_job_whose_worker_died(tmp_path, monkeypatch, ray_instance,
                                                         reference_sweep):
-  # The job's first attempt kills its own worker once its training wrote a checkpoint; Ray runs
-  # it again, and the job resumes its training and gives the undisturbed sweep's records.
+  """The job's first attempt kills its own worker once its training wrote a checkpoint; Ray runs
+  it again, and the job resumes its training and gives the local runner's records of an
+  undisturbed sweep (so this is also the check that the two runners agree)."""
   spec, _, _, reference_records, _ = reference_sweep
   one_job = _short_job(spec)
   out, attempts = tmp_path / "ray", tmp_path / "attempts"
@@ -340,7 +330,7 @@ def test_an_unknown_runner_is_refused(tmp_path, sweep_file):
 def test_a_failing_job_is_reported_and_retried(tmp_path, sweep_file):
   # A reference run with a goal the layout does not have fails inside the job.
   text = TINY_SWEEP.replace("intended_goal = 1", "intended_goal = 7")
-  text = text.replace('[[variants]]\nname = "long"\ntrain = { total_steps = 320 }\n', "")
+  text = text.replace('[[variants]]\nname = "few_evals"\ntrain = { eval_episodes = 4 }\n', "")
   path = tmp_path / "failing.toml"
   path.write_text(text)
   spec = sweep.SweepSpec.from_file(path)
@@ -351,11 +341,13 @@ def test_a_failing_job_is_reported_and_retried(tmp_path, sweep_file):
   assert statuses == {"failed"}
 
 
-def test_a_job_that_failed_once_is_retried_by_the_next_run(tmp_path, sweep_file, monkeypatch,
+def test_a_job_that_failed_once_is_retried_by_the_next_run(tmp_path, monkeypatch,
                                                            reference_sweep):
-  """A transient failure (the first attempt of each job raises) leaves the trials failed; the
-  same command again retries exactly those trials and ends with the undisturbed records."""
+  """A transient failure (the job's first attempt raises) leaves its trials failed; the same
+  command again retries exactly those trials and ends with the undisturbed records."""
   spec, _, _, reference_records, _ = reference_sweep
+  one_job = _short_job(spec)
+  (job,) = one_job.jobs()
   real_execute_job, attempts = runner.execute_job, []
 
   def flaky_execute_job(sweep_dir, spec, job, *args, **kwargs):
@@ -367,16 +359,18 @@ def test_a_job_that_failed_once_is_retried_by_the_next_run(tmp_path, sweep_file,
   monkeypatch.setattr(runner, "execute_job", flaky_execute_job)
   out = tmp_path / "out"
   with pytest.raises(sweep.SweepError, match="transient failure"):
-    sweep.run_sweep(spec, out, workers=1)
+    sweep.run_sweep(one_job, out, workers=1)
   with sweep.ResultsStore.open_readonly(out) as store:
     assert {row["status"] for row in store.ledger()} == {"failed"}
-  summary = sweep.run_sweep(spec, out, workers=1)
-  assert summary.completed == summary.num_trials == 20 and not summary.failed
-  assert sorted(attempts) == sorted(2 * [job.job_id for job in spec.jobs()])
+  summary = sweep.run_sweep(one_job, out, workers=1)
+  assert summary.completed == summary.num_trials == 10 and not summary.failed
+  assert attempts == [job.job_id, job.job_id]
   with sweep.ResultsStore.open_readonly(out) as store:
     ledger, records = store.ledger(), store.records()
   assert all(row["status"] == "done" and row["completions"] == 1 for row in ledger)
-  assert _comparable(records) == _comparable(reference_records)
+  expected = {k: v for k, v in _comparable(reference_records).items()
+              if v["job_id"] == job.job_id}
+  assert len(expected) == 10 and _comparable(records) == expected
 
 
 # -- progress ------------------------------------------------------------------------------------
